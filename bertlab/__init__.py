@@ -19,6 +19,9 @@ _EXPORTS = {
     "fetch": "bertlab.data.fetch",
     "minilm_dir": "bertlab.data.fetch",
     "DataError": "bertlab.data.fetch",
+    "setup": "bertlab.profile",
+    "get_profile": "bertlab.profile",
+    "seed_everything": "bertlab.profile",
 }
 
 __all__ = sorted(_EXPORTS)
