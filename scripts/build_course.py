@@ -22,7 +22,7 @@ from nbconvert import HTMLExporter, SlidesExporter
 from nbconvert.preprocessors import ExecutePreprocessor
 
 ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "build" / "course"
+DEFAULT_OUT = ROOT / "build" / "course"
 
 
 def lesson_title(nb) -> str:
@@ -42,7 +42,7 @@ def mark_slides(nb):
     return nb
 
 
-def render(path: Path, execute: bool, slides: bool) -> dict:
+def render(path: Path, out: Path, execute: bool, slides: bool) -> dict:
     nb = nbformat.read(path, as_version=4)
     started = time.perf_counter()
     if execute:
@@ -50,23 +50,23 @@ def render(path: Path, execute: bool, slides: bool) -> dict:
             nb, {"metadata": {"path": str(path.parent)}})
     seconds = time.perf_counter() - started
     page, _ = HTMLExporter(template_name="lab").from_notebook_node(nb)
-    target = OUT / path.with_suffix(".html").name
+    target = out / path.with_suffix(".html").name
     target.write_text(page)
     if slides:
         deck, _ = SlidesExporter().from_notebook_node(mark_slides(nb))
-        (OUT / path.with_suffix(".slides.html").name).write_text(deck)
+        (out / path.with_suffix(".slides.html").name).write_text(deck)
     return {"file": target.name, "title": lesson_title(nb), "seconds": seconds,
             "slides": slides, "stem": path.stem}
 
 
-def write_index(lessons: list[dict], executed: bool) -> None:
+def write_index(out: Path, lessons: list[dict], executed: bool) -> None:
     rows = []
     for n, lesson in enumerate(lessons, 1):
         extra = f' · <a href="{lesson["stem"]}.slides.html">slides</a>' if lesson["slides"] else ""
         took = f'<td class="t">{lesson["seconds"]:.0f} s</td>' if executed else "<td></td>"
         rows.append(f'<tr><td class="n">{n:02d}</td><td><a href="{lesson["file"]}">'
                     f'{html.escape(lesson["title"])}</a>{extra}</td>{took}</tr>')
-    (OUT / "index.html").write_text(f"""<!doctype html>
+    (out / "index.html").write_text(f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>bertlab — the course</title>
 <style>
  body {{ font: 16px/1.5 system-ui, -apple-system, "Segoe UI", sans-serif; max-width: 44rem;
@@ -88,19 +88,20 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--no-execute", action="store_true", help="use the committed outputs")
     parser.add_argument("--slides", action="store_true", help="also write reveal.js slides")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder")
     args = parser.parse_args(argv)
     notebooks = sorted((ROOT / "notebooks").glob("[0-9]*.ipynb"))
     if not notebooks:
         print("No notebooks in notebooks/.", file=sys.stderr)
         return 1
-    OUT.mkdir(parents=True, exist_ok=True)
+    args.out.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("BERTLAB_PROFILE", "cpu")  # the profile the committed outputs use
     lessons = []
     for path in notebooks:
-        lessons.append(render(path, execute=not args.no_execute, slides=args.slides))
+        lessons.append(render(path, args.out, execute=not args.no_execute, slides=args.slides))
         print(f"{lessons[-1]['file']:40s} {lessons[-1]['seconds']:6.1f} s")
-    write_index(lessons, executed=not args.no_execute)
-    print(f"open {OUT / 'index.html'}")
+    write_index(args.out, lessons, executed=not args.no_execute)
+    print(f"open {args.out / 'index.html'}")
     return 0
 
 
