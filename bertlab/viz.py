@@ -244,6 +244,7 @@ def _draw_attention(ax: Axes, weights: np.ndarray, tokens: list[str],
     ax.set_xticks(ticks, tokens if xlabels else [], rotation=90, fontsize=fontsize)
     ax.set_yticks(ticks, tokens if ylabels else [], fontsize=fontsize)
     ax.tick_params(length=0)
+    ax.grid(False)  # a grid over a heatmap hides the cells, whatever the caller's style
     for spine in ax.spines.values():
         spine.set_visible(False)
     if sentence_b_start is not None:  # thin rules between the two segments
@@ -408,6 +409,7 @@ def plot_head_summary(summary: pd.DataFrame, columns: Sequence[str] | None = Non
         image = ax.imshow(values, cmap=ENTROPY_CMAP if is_entropy else ATTENTION_CMAP,
                           vmin=0.0, vmax=vmax if vmax > 0 else 1.0, aspect="auto",
                           interpolation="nearest")
+        ax.grid(False)
         ax.set_xticks(np.arange(num_heads), grid.columns.tolist(), fontsize=7)
         ax.set_yticks(np.arange(num_layers), grid.index.tolist(), fontsize=7)
         ax.set_xlabel("head")
@@ -551,6 +553,7 @@ def plot_confusion_matrix(y_true: Sequence[Any], y_pred: Sequence[Any], *,
     else:
         fig = ax.figure
     image = ax.imshow(shares, cmap=ATTENTION_CMAP, vmin=0.0, vmax=1.0)
+    ax.grid(False)
     for (row, col), count in np.ndenumerate(counts):
         ax.text(col, row, f"{count}\n{shares[row, col]:.0%}", ha="center", va="center",
                 fontsize=9, color="white" if shares[row, col] > 0.6 else "#222222")
