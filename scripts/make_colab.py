@@ -46,12 +46,18 @@ def setup_source() -> str:
     repo, ref = project_info()
     return f'''\
 # Colab set-up: installs bertlab in Google Colab; does nothing anywhere else.
-import importlib.util
 import os
 import subprocess
 import sys
 
-if importlib.util.find_spec("google.colab") is not None:
+try:
+    import google.colab  # noqa: F401  (exists only in Colab)
+
+    IN_COLAB = True
+except ImportError:
+    IN_COLAB = False
+
+if IN_COLAB:
     source = os.environ.get("BERTLAB_INSTALL_SOURCE", "git+{repo}@{ref}")
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", source], check=True)
     import torch
