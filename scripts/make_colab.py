@@ -102,10 +102,15 @@ def _text(nb) -> str:
     return nbformat.writes(nb) + "\n"
 
 
-def build(check: bool) -> list[str]:
-    """Bring badges and colab/ up to date; return what was (or would be) changed."""
+def build(check: bool, only: list[str] | None = None) -> list[str]:
+    """Bring badges and colab/ up to date; return what was (or would be) changed.
+
+    ``only`` limits the work to the named notebooks (file names in notebooks/).
+    """
     changed = []
     sources = sorted((ROOT / "notebooks").glob("[0-9]*.ipynb"))
+    if only:
+        sources = [p for p in sources if p.name in only]
     wanted = {}
     for path in sources:
         nb = nbformat.read(path, as_version=4)
@@ -122,7 +127,7 @@ def build(check: bool) -> list[str]:
                 target.parent.mkdir(exist_ok=True)
                 target.write_text(text)
     for stale in (ROOT / "colab").glob("*.ipynb"):
-        if stale not in wanted:
+        if stale not in wanted and not only:
             changed.append(f"{stale.relative_to(ROOT)} (no source notebook)")
             if not check:
                 stale.unlink()
@@ -132,8 +137,9 @@ def build(check: bool) -> list[str]:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="report, do not write")
+    parser.add_argument("notebooks", nargs="*", help="only these notebooks (default: all)")
     args = parser.parse_args(argv)
-    changed = build(check=args.check)
+    changed = build(check=args.check, only=args.notebooks)
     for name in changed:
         print(("out of date: " if args.check else "wrote: ") + name)
     if args.check and changed:
