@@ -29,6 +29,7 @@ import json
 import math
 import os
 import random
+import re
 import shutil
 import signal
 import sys
@@ -528,6 +529,10 @@ def _write_file(path: Path, data: bytes) -> None:
         os.fsync(f.fileno())
 
 
+_CHECKPOINT = re.compile(r"step-\d{7}")  # the folders save_checkpoint writes
+_TEMPORARY = re.compile(r"\.(step-\d{7}|checkpoints\.json)\.[0-9a-f]{8}\.tmp")
+
+
 def _temporary_name(folder: Path, name: str) -> Path:
     """A fresh hidden name beside ``name``: on the same file system, so renaming is atomic."""
     return folder / f".{name}.{uuid.uuid4().hex[:8]}.tmp"
@@ -642,13 +647,13 @@ def save_checkpoint(
     recent = index["saved"] if keep is None else index["saved"][-keep:]
     index["saved"] = [s for s in index["saved"] if s in recent or s == index["best"]]
     _atomic_write(run_dir / INDEX_NAME, json.dumps(index, indent=1).encode())
-    # Only now, with the new index in place, is anything old removed.
+    # Only now, with the new index in place, is anything old removed: checkpoints dropped from
+    # the index and temporaries a crash left behind. Other files in the folder are not touched.
     for path in run_dir.iterdir():
-        stale_tmp = path.name.startswith(".") and path.name.endswith(".tmp")
-        dropped = path.name.startswith("step-") and path.name not in index["saved"]
-        if stale_tmp and path.is_file():
+        if _TEMPORARY.fullmatch(path.name) and path.is_file():
             path.unlink(missing_ok=True)
-        elif path.is_dir() and (stale_tmp or dropped):
+        elif path.is_dir() and (_TEMPORARY.fullmatch(path.name) or (
+                _CHECKPOINT.fullmatch(path.name) and path.name not in index["saved"])):
             shutil.rmtree(path, ignore_errors=True)
     return final
 

@@ -188,6 +188,8 @@ def test_checkpoint_holds_everything_and_loads_without_pickle(tmp_path, tokenize
 def test_crash_before_rename_leaves_previous_checkpoint(failing_call, tmp_path, monkeypatch):
     torch.manual_seed(0)
     model = BertForSequenceClassification(tiny())
+    (tmp_path / "step-000200").mkdir()  # someone else's files in the folder stay untouched
+    (tmp_path / "notes.txt").write_text("mine")
     save_checkpoint(tmp_path, model, step=1, training_state={"x": torch.ones(2)})
     saved = {k: v.clone() for k, v in model.state_dict().items()}
     with torch.no_grad():
@@ -216,7 +218,8 @@ def test_crash_before_rename_leaves_previous_checkpoint(failing_call, tmp_path, 
     # the next save succeeds and tidies up what the crash left
     save_checkpoint(tmp_path, model, step=2)
     assert list_checkpoints(tmp_path)["step"].tolist() == [2]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoints.json", "step-0000002"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "checkpoints.json", "notes.txt", "step-0000002", "step-000200"]
 
 
 def test_checkpoint_of_another_model_size_is_refused_naming_both_shapes(tmp_path):
