@@ -36,6 +36,13 @@ def test_every_notebook_has_a_colab_twin_with_setup_first():
         assert f"git+{repo}@{ref}" in "".join(cells[1]["source"])
 
 
+def _first_colab_notebook() -> str:
+    notebooks = sorted((ROOT / "colab").glob("*.ipynb"))
+    if not notebooks:
+        pytest.skip("no notebooks yet")
+    return notebooks[0].name
+
+
 def _first_code_cells(name: str, count: int) -> str:
     cells = json.loads((ROOT / "colab" / name).read_text())["cells"]
     code = [c for c in cells if c["cell_type"] == "code"][:count]
@@ -58,11 +65,8 @@ def colab_like(tmp_path_factory):
 
 
 def test_setup_cell_installs_from_checkout_and_reports_no_gpu(colab_like):
-    notebooks = sorted((ROOT / "colab").glob("*.ipynb"))
-    if not notebooks:
-        pytest.skip("no notebooks yet")
     script = colab_like / "first_cells.py"
-    script.write_text(_first_code_cells(notebooks[0].name, 2))
+    script.write_text(_first_code_cells(_first_colab_notebook(), 2))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BERTLAB_", "PYTHON"))}
     env.update(PYTHONPATH=str(colab_like / "stub"), BERTLAB_INSTALL_SOURCE=str(ROOT),
                BERTLAB_DATA_DIR=str(ROOT / "data" / "cache"), PIP_DISABLE_PIP_VERSION_CHECK="1")
@@ -78,11 +82,8 @@ def test_setup_cell_installs_from_checkout_and_reports_no_gpu(colab_like):
 
 
 def test_setup_cell_does_nothing_outside_colab(tmp_path):
-    notebooks = sorted((ROOT / "colab").glob("*.ipynb"))
-    if not notebooks:
-        pytest.skip("no notebooks yet")
     script = tmp_path / "setup_cell.py"
-    script.write_text(_first_code_cells(notebooks[0].name, 1))
+    script.write_text(_first_code_cells(_first_colab_notebook(), 1))
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
                           timeout=60, env={**os.environ, "BERTLAB_INSTALL_SOURCE": "/nonexistent"})
     assert done.returncode == 0 and done.stdout == "" and done.stderr == ""
