@@ -48,6 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = [
+    "LONG_RUN_DIR",
     "RUN_DIR",
     "PretrainingData",
     "PretrainingRecipe",
@@ -59,6 +60,7 @@ __all__ = [
     "recipe_for",
     "runs_dir",
     "save_pretrained_with_tokenizer",
+    "start_run",
     "tokens_processed",
     "train_config",
     "unigram_cross_entropy",
@@ -84,6 +86,10 @@ def runs_dir() -> Path:
 
 #: Notebook 05's run: snapshots ``step-NNNNNN/`` and ``final/`` (see the module docstring).
 RUN_DIR: Path = runs_dir() / "05_pretraining"
+
+#: The longer run of the cpu recipe (10,000 steps), shipped inside the package: ``final/``,
+#: ``history.csv``, ``recipe.json``, ``summary.json`` (how it was made: README.md beside them).
+LONG_RUN_DIR: Path = Path(__file__).resolve().parent / "pretrained" / "tiny-long"
 
 
 # =========================================================================== the recipe
@@ -331,6 +337,24 @@ def save_pretrained_with_tokenizer(model, tokenizer, folder: str | os.PathLike) 
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+def start_run(run_dir: str | os.PathLike = RUN_DIR) -> Path:
+    """Make ``run_dir`` an empty folder for a new run, keeping the previous run one step back.
+
+    A run already there is moved, whole, to ``<run_dir>.previous/`` (replacing an older one
+    there), so that starting notebook 05 again never mixes old snapshots with new ones and never
+    throws away the only trained model: rename the folder back to recover it.
+    """
+    import shutil
+
+    run_dir = Path(run_dir)
+    if run_dir.is_dir() and any(run_dir.iterdir()):
+        previous = run_dir.with_name(run_dir.name + ".previous")
+        shutil.rmtree(previous, ignore_errors=True)
+        run_dir.rename(previous)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
 
 
 class Snapshots:

@@ -208,3 +208,46 @@ def test_script_records_its_recipe_stops_on_time_and_resumes(small_data, tmp_pat
     assert recipes.latest_pretrained(out) == out / "final"
     assert [p.name for p in recipes.list_pretrained(out)] == ["step-000003", "step-000006",
                                                               "final"]
+
+
+def test_start_run_keeps_the_previous_run(tmp_path):
+    run = tmp_path / "05_pretraining"
+    assert recipes.start_run(run) == run and run.is_dir()  # a first run: just the folder
+    (run / "final").mkdir()
+    (run / "final" / "model.safetensors").write_bytes(b"old")
+    recipes.start_run(run)
+    assert list(run.iterdir()) == []
+    assert (tmp_path / "05_pretraining.previous" / "final" / "model.safetensors").read_bytes() == b"old"
+    (run / "history.csv").write_text("new")
+    recipes.start_run(run)  # the older backup makes way for the newer one
+    assert [p.name for p in (tmp_path / "05_pretraining.previous").iterdir()] == ["history.csv"]
+
+
+def test_shipped_long_run_is_complete_and_loads_in_both_libraries():
+    """The 10,000-step run in the package: its record agrees with itself, its model with HF."""
+    import pandas as pd
+    import transformers
+
+    import bertlab
+
+    run = recipes.LONG_RUN_DIR
+    recipe = recipes.PretrainingRecipe.from_dict(json.loads((run / "recipe.json").read_text())["recipe"])
+    cpu = recipes.recipe_for(None)
+    assert recipe.replace(max_steps=cpu.max_steps, eval_every=cpu.eval_every,
+                          snapshot_steps=cpu.snapshot_steps) == cpu  # the course recipe, longer
+    summary = json.loads((run / "summary.json").read_text())
+    last = pd.read_csv(run / "history.csv").dropna(subset=["eval_mlm_loss"]).iloc[-1]
+    assert summary["step"] == recipe.max_steps == int(last["step"])
+    assert summary["mlm_loss"] == pytest.approx(last["eval_mlm_loss"])
+    assert summary["mlm_loss"] < summary["unigram_entropy"] - 1  # well past the plateau
+    assert (run / "final" / "model.safetensors").stat().st_size < 20e6
+    assert recipes.latest_pretrained(run) == run / "final"
+
+    ours = bertlab.BertForMaskedLM.from_pretrained(run / "final").eval()
+    theirs = transformers.AutoModelForMaskedLM.from_pretrained(run / "final").eval()
+    tokenizer = transformers.AutoTokenizer.from_pretrained(run / "final")
+    batch = tokenizer(["The President sent a [MASK] to Congress."], return_tensors="pt")
+    with torch.no_grad():
+        diff = (ours(**batch).logits - theirs(**batch).logits).abs().max().item()
+    print(f"shipped long run, MLM logits bertlab vs transformers: max|diff| = {diff:.1e}")
+    assert diff < 1e-5

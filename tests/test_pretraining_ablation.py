@@ -1,0 +1,172 @@
+"""The pretraining ablation harness (benchmarks/pretraining_ablation.py) on its smoke grid."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "pretraining_ablation.py"
+
+
+@pytest.fixture(scope="module")
+def ablation():
+    spec = importlib.util.spec_from_file_location("pretraining_ablation", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    yield module
+    sys.modules.pop(spec.name, None)
+
+
+def read_rows(out: Path) -> list[dict]:
+    with open(out / "results.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def sittings(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "sittings.jsonl").read_text().splitlines()]
+
+
+def test_smoke_grid_resumes_and_reads_test_only_with_final(ablation, tmp_path):
+    grid, variants = ablation.select_variants("smoke")
+    out = tmp_path / "ablation"
+    baseline_dir = out / "pretraining" / "baseline"
+
+    # A sitting that runs out of time stops pretraining at a checkpoint and reports "incomplete".
+    assert ablation.run_grid("smoke", out, only=["baseline"], minutes=0) is False
+    assert sittings(baseline_dir)[0]["until_step"] < grid.base.max_steps
+    assert not (baseline_dir / "final").exists()
+
+    # The full grid resumes that run (no restart from step 0) and evaluates everything.
+    assert ablation.run_grid("smoke", out) is True
+    assert [s["until_step"] for s in sittings(baseline_dir)] == [1, grid.base.max_steps]
+    rows = read_rows(out)
+    assert tuple(rows[0]) == ablation.COLUMNS
+    assert all(row["test_accuracy"] == "" and row["phase"] == "search" for row in rows)
+    assert all(0 <= float(row["val_accuracy"]) <= 1 for row in rows)
+
+    budgets = sorted({*grid.base.snapshot_steps, grid.base.max_steps})
+    records = {v.name: json.loads((out / "pretraining" / v.name / "budgets.json").read_text())
+               for v in variants}
+    random_init = records["baseline"]["baseline"]
+    assert random_init == records["mask15"]["baseline"]  # same tokenizer and size: shared
+    for name, record in records.items():
+        tokens = [record["tokens_seen"][str(s)] for s in budgets]
+        assert tokens == sorted(tokens) and tokens[0] > 0, f"{name}: tokens seen {tokens}"
+        for step in budgets:
+            folder = ablation.snapshot_folder(out / "pretraining" / name, step, grid.base)
+            assert (folder / "model.safetensors").is_file()
+
+    n_train = grid.sentiment_rows
+    labels = {str(n or n_train) for n in grid.label_counts}
+    finetunes = len(grid.label_counts) * len(grid.lrs) * len(grid.seeds)
+    probes = len(grid.label_counts) * len(grid.probe_cs)
+    expected = (finetunes + probes * len(grid.seeds)  # random init: every seed is a new model
+                + len(variants) * len(budgets) * (finetunes + probes))
+    assert len(rows) == expected
+    assert {row["variant"] for row in rows} == {random_init, "baseline", "mask15"}
+    assert {row["baseline"] for row in rows} == {random_init}
+    assert {row["labels"] for row in rows} == labels
+    assert {row["eval_kind"] for row in rows} == {"finetune", "probe"}
+    assert {float(row["lr"]) for row in rows if row["eval_kind"] == "finetune"} == set(grid.lrs)
+    assert {row["step"] for row in rows if row["variant"] == "mask15"} == {str(s) for s in budgets}
+
+    table = (out / "results.md").read_text()
+    header = "| variant | step | tokens seen | eval | labels | best setting | validation | Δ |"
+    assert header in table
+    cells = [line.split(" | ") for line in table.splitlines() if line.startswith("| baseline ")]
+    assert len(cells) == len(budgets) * 2 * len(grid.label_counts)  # steps x kinds x labels
+    assert all(cell[-1].rstrip(" |").lstrip("+-").replace(".", "").isdigit() for cell in cells)
+    assert "Test accuracy" not in table
+
+    # Re-running adds nothing and pretrains nothing.
+    final_weights = baseline_dir / "final" / "model.safetensors"
+    stamp = final_weights.stat().st_mtime_ns
+    assert ablation.run_grid("smoke", out) is True
+    assert len(read_rows(out)) == expected
+    assert len(sittings(baseline_dir)) == 2 and final_weights.stat().st_mtime_ns == stamp
+
+    # --final: the chosen variant's last snapshot and its random init, on test, once per seed.
+    assert ablation.run_grid("smoke", out, final="baseline") is True
+    rows = read_rows(out)
+    final = rows[expected:]
+    assert final and all(row["phase"] == "final" for row in final)
+    assert all(row["phase"] == "search" and row["test_accuracy"] == "" for row in rows[:expected])
+    assert {row["variant"] for row in final} == {"baseline", random_init}
+    assert {row["step"] for row in final} == {"0", str(grid.base.max_steps)}
+    assert all(0 <= float(row["test_accuracy"]) <= 1 for row in final)
+    finetuned = [row for row in final if row["eval_kind"] == "finetune"]
+    assert len(finetuned) == 2 * len(grid.label_counts) * len(grid.seeds)
+    assert "Test accuracy" in (out / "results.md").read_text()
+    assert ablation.run_grid("smoke", out, final="baseline") is True
+    assert len(read_rows(out)) == len(rows)
+
+
+def test_pretraining_corpus_holds_no_validation_or_test_text(ablation):
+    from bertlab.data.corpus import Document, load_corpus
+    from bertlab.data.sentiment import load_sentiment
+
+    sentiment = load_sentiment("rotten_tomatoes")
+    def bare(text: str) -> str:  # sentence splitting may fold whitespace, nothing else
+        return "".join(text.split())
+
+    held_out = {bare(t) for split in ("validation", "test") for t in sentiment[split]["text"]}
+    grid, _ = ablation.select_variants("smoke")
+    for corpus in (load_corpus("sotu", add_sentiment_train=True),
+                   ablation.pretraining_corpus(grid, grid.base)):
+        texts = {bare("".join(d.sentences)) for d in corpus.train + corpus.heldout}
+        assert not texts & held_out
+        assert any(d.source == "rotten_tomatoes" for d in corpus.train)
+        ablation.check_no_leak(corpus, sentiment)
+
+    leaked = Document("leak", [sentiment["validation"]["text"][0]], source="rotten_tomatoes")
+    corpus.train.append(leaked)
+    with pytest.raises(ValueError, match="validation/test text must never be pretrained on"):
+        ablation.check_no_leak(corpus, sentiment)
+
+
+def test_bad_names_say_which_are_valid(ablation, tmp_path, capsys):
+    with pytest.raises(ValueError, match="unknown grid 'nope'; choose one of smoke, levers"):
+        ablation.select_variants("nope")
+    with pytest.raises(ValueError, match="its variants are baseline, mask15"):
+        ablation.select_variants("smoke", ["mask99"])
+    with pytest.raises(ValueError, match="--final 'mask15' is not among the variants run"):
+        ablation.run_grid("smoke", tmp_path, only=["baseline"], final="mask15")
+    assert ablation.main(["--grid", "levers", "--only", "mask99", "--out", str(tmp_path)]) == 2
+    error = capsys.readouterr().err
+    assert "unknown variant(s) ['mask99']" in error and "mask15, mask40" in error
+
+
+def test_levers_grid_is_valid(ablation):
+    grid, variants = ablation.select_variants("levers")
+    assert variants[0].name == "baseline" and len({v.name for v in variants}) == len(variants)
+    assert len(grid.seeds) >= 3 and {500, 1000, None} <= set(grid.label_counts)
+    for variant in variants:
+        recipe = ablation.variant_recipe(grid, variant)  # validates snapshot steps etc.
+        changed = bool(variant.changes) or not variant.nsp_loss
+        assert changed == (variant.name != "baseline"), variant.name
+        assert recipe.snapshot_steps and max(recipe.snapshot_steps) < recipe.max_steps
+
+
+def test_a_changed_recipe_does_not_resume_an_old_run(ablation, tmp_path):
+    grid, (baseline, mask15) = ablation.select_variants("smoke")
+    record = {"recipe": ablation.variant_recipe(grid, mask15).to_dict(), "nsp_loss": True}
+    (tmp_path / "recipe.json").write_text(json.dumps(record))
+    with pytest.raises(ValueError, match="another recipe"):
+        ablation.pretrain(grid, baseline, tmp_path, ablation.Deadline(None))
+
+
+def test_best_setting_is_chosen_by_mean_validation_accuracy(ablation, tmp_path):
+    results = ablation.Results(tmp_path / "results.csv")
+    for lr, accuracies in ((1e-4, (0.70, 0.80)), (1e-3, (0.76, 0.76))):
+        for seed, accuracy in enumerate(accuracies):
+            results.add(variant="v", baseline="r", step=5, tokens_seen=9, eval_kind="finetune",
+                        labels=10, lr=lr, seed=seed, phase="search", val_accuracy=accuracy)
+    best = ablation.best_settings(ablation._search_frame(ablation.Results(results.path)))
+    assert len(best) == 1 and best["setting"].item() == 1e-3  # 0.76 > 0.75 on average
+    assert best["runs"].item() == 2 and best["std"].item() == 0
