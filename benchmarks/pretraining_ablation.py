@@ -25,14 +25,10 @@ mean +- std over seeds at the best learning rate of each cell, and the gap to ra
     python benchmarks/pretraining_ablation.py --grid levers --out runs/ablation --only mask15
     python benchmarks/pretraining_ablation.py --grid levers --out runs/ablation --final baseline
 
-Levers of issue 9 that the grid cannot express yet (they need bertlab changes):
-
-* pre-LN transformer blocks (cramming): needs a ``BertConfig`` option and model support;
-* NSP off *with contiguous segments* (RoBERTa's FULL-SENTENCES): needs a pair builder without
-  segment B in ``bertlab.data.pretraining``. Here ``nsp_loss=False`` only drops the NSP loss
-  (the pairs keep their 50% random segment B);
-* a *share* of in-domain text between none and all: the recipe has only
-  ``add_sentiment_train`` on/off (a fraction could be sliced here the way ``corpus_slice`` does).
+One lever of issue 9 is not in the grid yet: pre-LN transformer blocks (cramming) need a
+``BertConfig`` option and model support. NSP off is RoBERTa's FULL-SENTENCES input (``nsp=False``: sentences packed into full sequences,
+one-sentence reviews included), and the share of in-domain text is set by ``sotu_share`` (the
+share of speeches kept beside the sentiment training text) and ``add_sentiment_train``.
 """
 
 from __future__ import annotations
@@ -70,7 +66,6 @@ class Variant:
 
     name: str
     changes: dict = field(default_factory=dict)
-    nsp_loss: bool = True  # False: train on the pairs without their NSP labels (MLM loss only)
 
 
 @dataclass(frozen=True)
@@ -117,10 +112,25 @@ def _levers() -> Grid:
         Variant("mini-equal-time", {"size": "mini", "max_steps": mini_steps,
                                     "snapshot_steps": (400, 800), "eval_every": 200}),
         Variant("whole-word", {"whole_word_masking": True}),
-        Variant("no-nsp-loss", nsp_loss=False),
+        Variant("no-nsp", {"nsp": False}),  # RoBERTa: masked-LM alone, on packed sentences
+        Variant("in-domain-only", {"sotu_share": 0.0, "nsp": False}),
+        Variant("half-sotu", {"sotu_share": 0.5}),
     )
     return Grid("levers", base, variants, lrs=(1e-4, 3e-4, 1e-3), probe_cs=(0.1, 1.0, 10.0),
                 seeds=(0, 1, 2), label_counts=(None, 500, 1000), epochs=3, subset_epochs=10)
+
+
+def _focus() -> Grid:
+    """The levers that move in-domain text into pretraining, at a cost that fits one sitting:
+    fewer budgets, learning rates and label counts than ``levers``, the same protocol."""
+    base = recipes.recipe_for().replace(max_steps=4000, snapshot_steps=(2000,), eval_every=250)
+    variants = (
+        Variant("in-domain-only", {"sotu_share": 0.0, "nsp": False}),
+        Variant("baseline"),
+        Variant("no-nsp", {"nsp": False}),
+    )
+    return Grid("focus", base, variants, lrs=(3e-4, 1e-3), probe_cs=(0.1, 1.0), seeds=(0, 1, 2),
+                label_counts=(None, 1000), epochs=2, subset_epochs=10, evals_per_epoch=2)
 
 
 def _smoke() -> Grid:
@@ -134,7 +144,7 @@ def _smoke() -> Grid:
                 sentiment_rows=200)
 
 
-GRIDS = {"smoke": _smoke, "levers": _levers}
+GRIDS = {"smoke": _smoke, "focus": _focus, "levers": _levers}
 
 
 def select_variants(grid_name: str, only: list[str] | None = None) -> tuple[Grid, list[Variant]]:
@@ -236,48 +246,32 @@ class Deadline:
 def pretrain(grid: Grid, variant: Variant, run_dir: Path, deadline: Deadline) -> bool:
     """Pretrain one variant into ``run_dir`` (resuming a stopped run); True once it is complete.
 
-    Writes ``step-NNNNNN/`` snapshots, ``final/``, ``history.csv`` and ``budgets.json`` (the
-    exact tokens read by each budget, and the key of the matching random-init baseline).
+    ``recipes.pretrain`` writes ``step-NNNNNN/`` snapshots, ``final/`` and ``history.csv``; here
+    ``budgets.json`` is added (the exact tokens read by each budget, and the key of the matching
+    random-init baseline) and ``sittings.jsonl`` (the wall clock of each sitting).
     """
     if (run_dir / "budgets.json").is_file():
         return True
     recipe = variant_recipe(grid, variant)
-    record = json.loads(json.dumps({"recipe": recipe.to_dict(), "nsp_loss": variant.nsp_loss}))
-    recorded = run_dir / "recipe.json"
-    if recorded.is_file() and json.loads(recorded.read_text()) != record:
-        raise ValueError(f"{run_dir} was pretrained with another recipe than variant "
-                         f"{variant.name!r} has now; delete that folder or choose another --out")
-    recipes.write_json(recorded, record)
-
-    from bertlab.train import train
-
     data = recipes.build_data(recipe, corpus=pretraining_corpus(grid, recipe))
     check_no_leak(data.corpus)
-    pairs = data.train if variant.nsp_loss else [
-        {k: v for k, v in pair.items() if k != "next_sentence_label"} for pair in data.train]
-    model = recipes.build_model(recipe, data.tokenizer)
-    print(f"[{variant.name}] pretraining {recipe.max_steps} steps on {len(pairs):,} pairs",
-          flush=True)
+    print(f"[{variant.name}] pretraining {recipe.max_steps} steps on {len(data.train):,} "
+          f"sequences", flush=True)
     start = time.monotonic()
-    history = train(
-        model, pairs, eval_data=data.heldout, collate_fn=data.collator,
-        eval_collate_fn=data.eval_collator,
-        callbacks=[recipes.Snapshots(run_dir, data.tokenizer, recipe.snapshot_steps), deadline],
-        config=recipes.train_config(recipe, checkpoint_dir=run_dir / "training", resume=True,
-                                    save_every=recipe.eval_every, keep_checkpoints=1,
-                                    progress=False),
-    )
-    history.to_csv(run_dir / "history.csv", index=False)
-    step = int(history["step"].iloc[-1])
-    with open(run_dir / "sittings.jsonl", "a") as log:  # wall clock of each sitting
+    try:
+        run = recipes.pretrain(recipe, run_dir, data=data, resume=True, callbacks=[deadline],
+                               progress=False)
+    except ValueError as error:  # another recipe recorded there
+        raise ValueError(f"variant {variant.name!r}: {error}") from error
+    step = int(run.history["step"].iloc[-1])
+    with open(run_dir / "sittings.jsonl", "a") as log:
         log.write(json.dumps({"until_step": step, "seconds": time.monotonic() - start}) + "\n")
-    if step < recipe.max_steps:
+    if not run.finished:
         print(f"[{variant.name}] stopped at step {step}; run again to continue", flush=True)
         return False
-    recipes.save_pretrained_with_tokenizer(model, data.tokenizer, run_dir / "final")
     budgets = sorted({*recipe.snapshot_steps, recipe.max_steps})
     recipes.write_json(run_dir / "budgets.json", {
-        "tokens_seen": {str(s): recipes.tokens_processed(pairs, recipe, s) for s in budgets},
+        "tokens_seen": {str(s): recipes.tokens_processed(data.train, recipe, s) for s in budgets},
         "baseline": baseline_name(recipe, data.tokenizer)})
     return True
 

@@ -1,9 +1,14 @@
 """The course's pretraining recipe: one place that says how notebook 05 and the long run train.
 
-Notebook 05 and ``scripts/pretrain.py`` both call these functions, so the quick run a learner
-watches and the longer reproducible run share one recipe::
+Notebook 05, notebook 06 (when 05's run is missing), ``scripts/pretrain.py`` and the ablation
+harness all call ``pretrain``, so the quick run a learner watches and the longer reproducible
+run share one recipe and one sequence of steps::
 
     recipe = recipe_for(profile)                    # sizes and steps for the cpu or gpu profile
+    run = pretrain(recipe, RUN_DIR)                 # data, model, train, snapshots, final/
+
+which is, spelled out::
+
     data = build_data(recipe)                       # corpus, tokenizer, NSP pairs, collators
     model = build_model(recipe, data.tokenizer)     # BertForPreTraining from random weights
     history = train(model, data.train, eval_data=data.heldout, collate_fn=data.collator,
@@ -15,7 +20,9 @@ corpus) found that small models learn faster: 30% of the tokens masked instead o
 (Wettig et al. 2022), no dropout during pretraining (the model sees each text only a few times,
 so it underfits rather than overfits; cramming, Geiping & Goldstein 2022), a learning rate far
 above BERT-base's, and in-domain text: the training split of the sentiment data is added to the
-State of the Union addresses. Next-sentence prediction is kept, as in the original BERT.
+State of the Union addresses. Next-sentence prediction is kept, as in the original BERT; with
+``nsp=False`` the run trains masked-LM alone on packed sentences (RoBERTa's FULL-SENTENCES), and
+``sotu_share`` keeps only part of the speeches (0: in-domain text alone).
 
 Checkpoint layout (what notebooks 06 and 07 read)::
 
@@ -24,6 +31,7 @@ Checkpoint layout (what notebooks 06 and 07 read)::
         step-000500/                (a BertForPreTraining) and the tokenizer files beside them
         ...
         final/                      the model at the end of the run, same files
+        training/                   the engine's last checkpoint (what ``resume=True`` reads)
         history.csv                 the training history (one row per logged step)
         recipe.json                 the recipe that produced them
 
@@ -31,7 +39,7 @@ Every snapshot folder opens with ``bertlab.BertForPreTraining.from_pretrained(fo
 ``transformers.AutoModelForMaskedLM.from_pretrained(folder)`` and with
 ``AutoTokenizer.from_pretrained(folder)``. ``latest_pretrained()`` returns ``final/`` when it
 exists, else the snapshot of the highest step. ``scripts/pretrain.py`` writes the same layout
-(plus the engine's resumable ``training/`` folder) under the folder it is given.
+under the folder it is given.
 """
 
 from __future__ import annotations
@@ -52,11 +60,13 @@ __all__ = [
     "RUN_DIR",
     "PretrainingData",
     "PretrainingRecipe",
+    "PretrainingRun",
     "Snapshots",
     "build_data",
     "build_model",
     "latest_pretrained",
     "list_pretrained",
+    "pretrain",
     "recipe_for",
     "runs_dir",
     "save_pretrained_with_tokenizer",
@@ -106,6 +116,8 @@ class PretrainingRecipe:
     vocab_size: int = 8192
     tokenizer_every: int = 2  # train the WordPiece vocabulary on every k-th sentence
     add_sentiment_train: bool = True  # in-domain text: the sentiment *training* split only
+    sotu_share: float = 1.0  # share of the State of the Union training speeches kept (0: none)
+    nsp: bool = True  # next-sentence prediction; False: masked-LM on packed sentences (RoBERTa)
     max_seq_length: int = 64  # [CLS] A [SEP] B [SEP], in tokens
     dupe_factor: int = 1  # passes over the corpus when cutting NSP pairs
     heldout_pairs: int = 512  # held-out pairs evaluated (the pairs come shuffled: a sample)
@@ -133,6 +145,11 @@ class PretrainingRecipe:
         if self.max_steps < 1 or self.eval_every < 1:
             raise ValueError(f"max_steps and eval_every must be >= 1, got {self.max_steps} and "
                              f"{self.eval_every}")
+        if not 0 <= self.sotu_share <= 1:
+            raise ValueError(f"sotu_share must be in [0, 1], got {self.sotu_share}")
+        if self.sotu_share == 0 and not self.add_sentiment_train:
+            raise ValueError("sotu_share=0 without add_sentiment_train leaves no text to "
+                             "pretrain on; keep some speeches or add the sentiment text")
         bad = [s for s in self.snapshot_steps if not 0 < s <= self.max_steps]
         if bad:
             raise ValueError(f"snapshot_steps {bad} lie outside 1..max_steps={self.max_steps}; "
@@ -209,6 +226,7 @@ def build_data(recipe: PretrainingRecipe, corpus=None) -> PretrainingData:
 
     if corpus is None:
         corpus = load_corpus("sotu", add_sentiment_train=recipe.add_sentiment_train)
+    corpus = _keep_sotu_share(corpus, recipe.sotu_share)
     sentences = list(corpus.sentences("train"))[:: recipe.tokenizer_every]
     tokenizer = train_wordpiece(sentences, vocab_size=recipe.vocab_size)
     pairs = {split: _pairs_by_source(corpus.documents(split), tokenizer, recipe)
@@ -226,14 +244,30 @@ def build_data(recipe: PretrainingRecipe, corpus=None) -> PretrainingData:
     )
 
 
+def _keep_sotu_share(corpus, share: float):
+    """The corpus with only ``share`` of its training speeches (a fixed, hash-chosen subset)."""
+    from bertlab.data._store import stable_hash
+    from bertlab.data.corpus import Corpus
+
+    if share == 1:
+        return corpus
+    speeches = sorted((d for d in corpus.train if d.source == "sotu"),
+                      key=lambda d: stable_hash("sotu_share", d.id))
+    kept = {d.id for d in speeches[: round(share * len(speeches))]}
+    train = [d for d in corpus.train if d.source != "sotu" or d.id in kept]
+    return Corpus(corpus.name, train, corpus.heldout, {**corpus.info, "sotu_share": share})
+
+
 def _pairs_by_source(documents, tokenizer, recipe: PretrainingRecipe) -> list[dict]:
-    """NSP pairs cut from each source on its own, then shuffled together.
+    """NSP pairs (or, with ``recipe.nsp`` off, packed sequences) cut from each source on its
+    own, then shuffled together.
 
     A NotNext segment B is drawn from another document *of the same source*. Drawn from the
     whole corpus, B would nearly always be a one-line movie review (they are 98% of the
     documents), and "is B a review?" would solve NSP without reading the speech at all.
+    NSP skips one-sentence documents (most reviews); packing uses them all.
     """
-    from bertlab.data.pretraining import build_nsp_pairs
+    from bertlab.data.pretraining import build_nsp_pairs, build_packed_sequences
 
     by_source: dict[str, list] = {}
     for doc in documents:
@@ -241,7 +275,10 @@ def _pairs_by_source(documents, tokenizer, recipe: PretrainingRecipe) -> list[di
     pairs = []
     for source in sorted(by_source):
         docs = by_source[source]
-        if len(docs) > 1 and any(len(d.sentences) > 1 for d in docs):  # else no pair to cut
+        if not recipe.nsp:
+            pairs += build_packed_sequences(docs, tokenizer, max_seq_length=recipe.max_seq_length,
+                                            seed=recipe.seed)
+        elif len(docs) > 1 and any(len(d.sentences) > 1 for d in docs):  # else no pair to cut
             pairs += build_nsp_pairs(docs, tokenizer, max_seq_length=recipe.max_seq_length,
                                      dupe_factor=recipe.dupe_factor, seed=recipe.seed)
     random.Random(recipe.seed).shuffle(pairs)
@@ -276,6 +313,72 @@ def train_config(recipe: PretrainingRecipe, **overrides):
     )
     values.update(overrides)
     return TrainConfig(**values)
+
+
+# =========================================================================== a whole run
+
+
+@dataclass
+class PretrainingRun:
+    """What ``pretrain`` leaves behind, besides the files in ``run_dir``."""
+
+    run_dir: Path
+    recipe: PretrainingRecipe
+    data: PretrainingData
+    model: object  # the BertForPreTraining at the last step
+    history: object  # pandas.DataFrame: the engine's history (+ ``train_*`` probe columns)
+    finished: bool  # False when a callback stopped the run early (resume it later)
+
+
+def pretrain(recipe: PretrainingRecipe, run_dir: str | os.PathLike = RUN_DIR, *, data=None,
+             model=None, resume: bool = False, probe: bool = False, callbacks: Sequence = (),
+             record: dict | None = None, **train_settings) -> PretrainingRun:
+    """Run ``recipe`` into ``run_dir``: snapshots, ``final/``, ``history.csv``, ``recipe.json``.
+
+    A new run (``resume=False``) gets an empty folder from ``start_run``: a run already there
+    moves to ``<run_dir>.previous/``. With ``resume=True`` the run continues from the engine's
+    checkpoint in ``run_dir/training/`` (saved every ``eval_every`` steps), or starts if there is
+    none; the recipe must be the one recorded in ``recipe.json``.
+
+    ``data`` and ``model`` may be passed when already built (``build_data``, ``build_model``);
+    ``probe=True`` also evaluates a slice of the training pairs along the run (columns
+    ``train_mlm_loss`` ...); ``callbacks`` ride along (one that returns True stops the run,
+    which can then be resumed); ``record`` adds entries to ``recipe.json``; other keyword
+    arguments change ``train_config`` fields (``progress=False``, ``verbose=True``).
+    """
+    import pandas as pd
+
+    from bertlab.train import train
+
+    run_dir = Path(run_dir)
+    written = {"recipe": recipe.to_dict(), **(record or {})}
+    recorded = run_dir / "recipe.json"
+    if resume and recorded.is_file():
+        before = json.loads(recorded.read_text()).get("recipe")
+        if before != json.loads(json.dumps(recipe.to_dict())):
+            raise ValueError(f"{run_dir} holds a run of another recipe; resume it with the recipe "
+                             "in its recipe.json, or start a new run (resume=False)")
+    elif not resume:
+        start_run(run_dir)
+    write_json(recorded, written)
+
+    data = data if data is not None else build_data(recipe)
+    model = model if model is not None else build_model(recipe, data.tokenizer)
+    snapshots = Snapshots(run_dir, data.tokenizer, recipe.snapshot_steps,
+                          probe=data.train_probe if probe else None,
+                          collate_fn=data.eval_collator, eval_every=recipe.eval_every)
+    settings = dict(checkpoint_dir=run_dir / "training", resume=resume,
+                    save_every=recipe.eval_every, keep_checkpoints=1)
+    history = train(model, data.train, eval_data=data.heldout, collate_fn=data.collator,
+                    eval_collate_fn=data.eval_collator, callbacks=[snapshots, *callbacks],
+                    config=train_config(recipe, **{**settings, **train_settings}))
+    if snapshots.rows:
+        history = history.merge(pd.DataFrame(snapshots.rows), on="step", how="left")
+    history.to_csv(run_dir / "history.csv", index=False)
+    finished = int(history["step"].iloc[-1]) >= recipe.max_steps
+    if finished:
+        save_pretrained_with_tokenizer(model, data.tokenizer, run_dir / "final")
+    return PretrainingRun(run_dir, recipe, data, model, history, finished)
 
 
 def tokens_processed(pairs: Sequence[dict], recipe: PretrainingRecipe, steps: int) -> int:
@@ -389,7 +492,7 @@ class Snapshots:
         if self.probe is not None and step % self.eval_every == 0:
             results = evaluate(model, self.probe, collate_fn=self.collate_fn,
                                batch_size=self.batch_size, seed=self.seed)
-            self.rows.append({"step": step, **{f"train_{k}": results[k] for k in
+            self.rows.append({"step": step, **{f"train_{k}": results.get(k, math.nan) for k in
                                                 ("mlm_loss", "mlm_accuracy", "nsp_accuracy")}})
         return False
 

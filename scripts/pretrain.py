@@ -104,46 +104,28 @@ def main(argv=None) -> int:
     recipe = recipe_from_args(args)
 
     from bertlab import recipes
-    from bertlab.train import train
 
     out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
-    record = out / "recipe.json"
-    commands = json.loads(record.read_text()).get("commands", []) if args.resume else []
+    recorded = out / "recipe.json"
+    commands = json.loads(recorded.read_text()).get("commands", []) if args.resume else []
     command = ["scripts/pretrain.py", *(sys.argv[1:] if argv is None else argv)]
-    recipes.write_json(record, {"recipe": recipe.to_dict(), "commands": [*commands, command]})
     print(f"recipe: {json.dumps(recipe.to_dict())}", flush=True)
 
-    started = time.monotonic()
-    data = recipes.build_data(recipe)
-    entropy = recipes.unigram_entropy(data.train, data.tokenizer)
-    print(f"data: {len(data.train):,} training pairs, {len(data.heldout):,} held-out pairs, "
-          f"unigram entropy {entropy:.3f} nats ({time.monotonic() - started:.0f} s)", flush=True)
-    model = recipes.build_model(recipe, data.tokenizer)
-    snapshots = recipes.Snapshots(out, data.tokenizer, recipe.snapshot_steps)
     limit = TimeLimit(args.minutes)
-    history = train(
-        model, data.train, eval_data=data.heldout, collate_fn=data.collator,
-        eval_collate_fn=data.eval_collator, callbacks=[snapshots, limit],
-        config=recipes.train_config(recipe, checkpoint_dir=out / "training", resume=args.resume,
-                                    save_every=recipe.eval_every, keep_checkpoints=1,
-                                    verbose=True),
-    )
+    run = recipes.pretrain(recipe, out, resume=args.resume, callbacks=[limit], verbose=True,
+                           record={"commands": [*commands, command]})
     # The engine's history spans the whole run, resumed sittings included.
-    history.to_csv(out / "history.csv", index=False)
-    last = history.dropna(subset=["eval_mlm_loss"]).iloc[-1]
+    last = run.history.dropna(subset=["eval_mlm_loss"]).iloc[-1]
     summary = {"step": int(last["step"]), "max_steps": recipe.max_steps,
-               "unigram_entropy": entropy,
+               "unigram_entropy": recipes.unigram_entropy(run.data.train, run.data.tokenizer),
                **{k: float(last[f"eval_{k}"]) for k in ("mlm_loss", "mlm_accuracy",
-                                                         "perplexity", "nsp_accuracy")},
+                                                         "perplexity", "nsp_accuracy")
+                  if f"eval_{k}" in last},
                "tokens_seen_upper_bound": int(last["step"]) * recipe.tokens_per_step}
-    finished = int(history["step"].iloc[-1]) >= recipe.max_steps
-    if finished:
-        recipes.save_pretrained_with_tokenizer(model, data.tokenizer, out / "final")
     recipes.write_json(out / "summary.json", summary)
     for key, value in summary.items():
         print(f"{key:>24}: {value:.4g}" if isinstance(value, float) else f"{key:>24}: {value:,}")
-    if not finished:
+    if not run.finished:
         print(f"stopped at step {summary['step']}/{recipe.max_steps} "
               f"({'time limit' if limit.reached else 'interrupted'}); continue with: "
               f"python scripts/pretrain.py --out {out} --resume", flush=True)

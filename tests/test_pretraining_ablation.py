@@ -148,14 +148,13 @@ def test_levers_grid_is_valid(ablation):
     assert len(grid.seeds) >= 3 and {500, 1000, None} <= set(grid.label_counts)
     for variant in variants:
         recipe = ablation.variant_recipe(grid, variant)  # validates snapshot steps etc.
-        changed = bool(variant.changes) or not variant.nsp_loss
-        assert changed == (variant.name != "baseline"), variant.name
+        assert bool(variant.changes) == (variant.name != "baseline"), variant.name
         assert recipe.snapshot_steps and max(recipe.snapshot_steps) < recipe.max_steps
 
 
 def test_a_changed_recipe_does_not_resume_an_old_run(ablation, tmp_path):
     grid, (baseline, mask15) = ablation.select_variants("smoke")
-    record = {"recipe": ablation.variant_recipe(grid, mask15).to_dict(), "nsp_loss": True}
+    record = {"recipe": ablation.variant_recipe(grid, mask15).to_dict()}
     (tmp_path / "recipe.json").write_text(json.dumps(record))
     with pytest.raises(ValueError, match="another recipe"):
         ablation.pretrain(grid, baseline, tmp_path, ablation.Deadline(None))

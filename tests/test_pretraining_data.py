@@ -8,7 +8,12 @@ from collections import Counter
 import pytest
 
 from bertlab.data.corpus import Document
-from bertlab.data.pretraining import build_nsp_pairs, build_nsp_pairs_from_ids
+from bertlab.data.pretraining import (
+    build_nsp_pairs,
+    build_nsp_pairs_from_ids,
+    build_packed_sequences,
+    pack_sequences_from_ids,
+)
 
 CLS, SEP = 1, 2
 MAX_LEN = 64
@@ -196,3 +201,50 @@ def test_bad_input_is_explained(minilm_tokenizer):
                                  max_seq_length=4)
     doc = Document(id="x", sentences=["One.", "Two."], source="test")
     assert build_nsp_pairs([doc, doc], minilm_tokenizer, seed=0)
+
+
+# --------------------------------------------------------------------------- packed, no NSP
+
+
+def test_packing_uses_every_sentence_once_in_order():
+    docs, where = synthetic_documents(short_sentences=True)
+    docs += [[[900_000 + i, 900_100 + i]] for i in range(50)]  # one-sentence documents
+    packed = pack_sequences_from_ids(docs, cls_token_id=CLS, sep_token_id=SEP,
+                                     max_seq_length=MAX_LEN, seed=0)
+    ordinary = Counter(t for seq in packed for t in seq["input_ids"] if t not in (CLS, SEP))
+    assert ordinary == Counter(t for doc in docs for sentence in doc for t in sentence)
+    for seq in packed:
+        ids = seq["input_ids"]
+        assert ids[0] == CLS and ids[-1] == SEP and len(ids) <= MAX_LEN
+        assert seq["token_type_ids"] == [0] * len(ids) and "next_sentence_label" not in seq
+        assert CLS not in ids[1:] and (SEP, SEP) not in zip(ids, ids[1:], strict=False)
+        # within a document the text stays in order: ids increase until a [SEP]
+        for run in " ".join(map(str, ids[1:-1])).split(f" {SEP} "):
+            tokens = [int(t) for t in run.split()]
+            if tokens and tokens[0] < 900_000:
+                assert tokens == sorted(tokens)
+    # sequences are full: only the last one of a run of documents may be short
+    assert sum(len(seq["input_ids"]) for seq in packed) / len(packed) > 0.85 * MAX_LEN
+
+
+def test_packing_cuts_only_sentences_longer_than_a_sequence():
+    long = list(range(100, 200))
+    packed = pack_sequences_from_ids([[long], [[7, 8]]], cls_token_id=CLS, sep_token_id=SEP,
+                                     max_seq_length=16, seed=0)
+    assert sorted(map(len, (s["input_ids"] for s in packed))) == [4, 16]
+    assert pack_sequences_from_ids([[[5]]], cls_token_id=CLS, sep_token_id=SEP, seed=3) == \
+        pack_sequences_from_ids([[[5]]], cls_token_id=CLS, sep_token_id=SEP, seed=3)
+
+
+def test_packing_real_text_and_bad_input(minilm_tokenizer):
+    reviews = [Document(id=str(i), sentences=[f"Review number {i} is fine."], source="rt")
+               for i in range(40)]
+    packed = build_packed_sequences(reviews, minilm_tokenizer, max_seq_length=32, seed=0)
+    text = " ".join(minilm_tokenizer.decode(s["input_ids"]) for s in packed)
+    assert all(f"review number {i} is fine" in text for i in range(40))
+    with pytest.raises(ValueError, match="every document is empty"):
+        pack_sequences_from_ids([[[]]], cls_token_id=CLS, sep_token_id=SEP)
+    with pytest.raises(ValueError, match="max_seq_length"):
+        pack_sequences_from_ids([[[5]]], cls_token_id=CLS, sep_token_id=SEP, max_seq_length=2)
+    with pytest.raises(TypeError, match="list of sentences"):
+        build_packed_sequences(["one string"], minilm_tokenizer)

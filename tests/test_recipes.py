@@ -251,3 +251,58 @@ def test_shipped_long_run_is_complete_and_loads_in_both_libraries():
         diff = (ours(**batch).logits - theirs(**batch).logits).abs().max().item()
     print(f"shipped long run, MLM logits bertlab vs transformers: max|diff| = {diff:.1e}")
     assert diff < 1e-5
+
+
+def test_pretrain_writes_the_run_resumes_it_and_keeps_the_previous_one(small_data, small_corpus,
+                                                                       tmp_path):
+    recipe = small_data[0]
+    data = recipes.build_data(recipe, corpus=small_corpus)  # collators whose masks start afresh
+    run_dir = tmp_path / "run"
+    stop_at_4 = lambda info: info["step"] >= 4  # noqa: E731  (a callback that ends a sitting)
+    first = recipes.pretrain(recipe, run_dir, data=data, probe=True, callbacks=[stop_at_4],
+                             progress=False)
+    assert not first.finished and not (run_dir / "final").exists()
+    assert [p.name for p in recipes.list_pretrained(run_dir)] == ["step-000002", "step-000004"]
+    with pytest.raises(ValueError, match="another recipe"):
+        recipes.pretrain(recipe.replace(lr=3e-4), run_dir, data=data, resume=True)
+    rest = recipes.pretrain(recipe, run_dir, data=data, resume=True, progress=False)
+    assert rest.finished and recipes.latest_pretrained(run_dir) == run_dir / "final"
+    assert int(rest.history["step"].iloc[-1]) == recipe.max_steps
+
+    # the same run in one sitting reaches the same weights: resuming lost nothing
+    fresh = recipes.build_data(recipe, corpus=small_corpus)
+    whole = recipes.pretrain(recipe, tmp_path / "whole", data=fresh, progress=False)
+    for (name, a), b in zip(rest.model.state_dict().items(), whole.model.state_dict().values(),
+                            strict=True):
+        assert torch.equal(a, b), name
+    recorded = json.loads((run_dir / "recipe.json").read_text())["recipe"]
+    assert recipes.PretrainingRecipe.from_dict(recorded) == recipe
+
+    again = recipes.pretrain(recipe, run_dir, data=data, progress=False)  # a new run
+    assert again.finished
+    assert (tmp_path / "run.previous" / "final" / "model.safetensors").is_file()
+    assert "train_mlm_loss" in first.history and "train_mlm_loss" not in again.history
+
+
+def test_packed_mlm_only_recipe_and_sotu_share(small_corpus, tmp_path):
+    from bertlab.data.corpus import Document
+
+    reviews = [Document(id=f"r{i}", source="rotten_tomatoes", sentences=[f"Film {i} is fine."])
+               for i in range(60)]
+    corpus = Corpus(name="mixed", train=small_corpus.train + reviews,
+                    heldout=small_corpus.heldout)
+    recipe = recipes.PretrainingRecipe(**SMALL, nsp=False, sotu_share=0.0)
+    data = recipes.build_data(recipe, corpus=corpus)
+    assert not any("next_sentence_label" in p for p in data.train)
+    words = " ".join(data.tokenizer.decode(p["input_ids"]) for p in data.train)
+    assert all(f"film {i} is fine" in words for i in range(60))  # every one-sentence review
+    assert data.corpus.train == reviews  # no speech left
+    half = recipes.build_data(recipe.replace(sotu_share=0.5), corpus=corpus).corpus.train
+    assert sum(d.source == "sotu" for d in half) == 2
+    run = recipes.pretrain(recipe, tmp_path / "mlm", data=data, probe=True, progress=False)
+    assert run.finished and "eval_nsp_accuracy" not in run.history
+    assert run.history["eval_mlm_loss"].notna().sum() == 2  # evaluated at steps 3 and 6
+    with pytest.raises(ValueError, match="sotu_share"):
+        recipes.PretrainingRecipe(sotu_share=1.5)
+    with pytest.raises(ValueError, match="no text"):
+        recipes.PretrainingRecipe(sotu_share=0, add_sentiment_train=False)

@@ -31,7 +31,8 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-__all__ = ["build_nsp_pairs", "build_nsp_pairs_from_ids"]
+__all__ = ["build_nsp_pairs", "build_nsp_pairs_from_ids", "build_packed_sequences",
+           "pack_sequences_from_ids"]
 
 IS_NEXT, NOT_NEXT = 0, 1
 
@@ -183,3 +184,77 @@ def _sentences_of(document) -> list[str]:
         raise TypeError("Each document must be a list of sentences (or a Document), not one "
                         "string: split it first, e.g. with bertlab.data.corpus.split_sentences.")
     return list(sentences)
+
+
+# --------------------------------------------------------------------------- without NSP
+
+
+def build_packed_sequences(
+    documents: Sequence,
+    tokenizer,
+    *,
+    max_seq_length: int = 128,
+    seed: int = 0,
+) -> list[dict]:
+    """Pack whole sentences into ``[CLS] ... [SEP]`` sequences for masked-LM without NSP.
+
+    RoBERTa's FULL-SENTENCES input (Liu et al. 2019): consecutive sentences fill each sequence
+    up to ``max_seq_length``, running on into the next document after a ``[SEP]``. Unlike NSP
+    pairs, one-sentence documents (most review snippets) are used in full. Documents are taken
+    in a seeded random order, their sentences in order; a sentence longer than a whole sequence
+    is cut. Returns shuffled dicts with ``input_ids`` and ``token_type_ids`` (all 0).
+    """
+    if tokenizer.cls_token_id is None or tokenizer.sep_token_id is None:
+        raise ValueError("The tokenizer needs [CLS] and [SEP] tokens to pack sequences.")
+    sentence_lists = [_sentences_of(doc) for doc in documents]
+    flat = [s for sentences in sentence_lists for s in sentences]
+    ids = tokenizer(flat, add_special_tokens=False, verbose=False)["input_ids"] if flat else []
+    tokenized, start = [], 0
+    for sentences in sentence_lists:
+        tokenized.append(ids[start : start + len(sentences)])
+        start += len(sentences)
+    return pack_sequences_from_ids(tokenized, cls_token_id=tokenizer.cls_token_id,
+                                   sep_token_id=tokenizer.sep_token_id,
+                                   max_seq_length=max_seq_length, seed=seed)
+
+
+def pack_sequences_from_ids(
+    documents: Sequence[Sequence[Sequence[int]]],
+    *,
+    cls_token_id: int,
+    sep_token_id: int,
+    max_seq_length: int = 128,
+    seed: int = 0,
+) -> list[dict]:
+    """``build_packed_sequences`` on documents that are already lists of tokenized sentences."""
+    if max_seq_length < 3:
+        raise ValueError(f"max_seq_length must be at least 3 ([CLS] x [SEP]), got {max_seq_length}.")
+    room = max_seq_length - 2  # [CLS] and the final [SEP]
+    docs = [[list(s) for s in doc if len(s) > 0] for doc in documents]
+    docs = [doc for doc in docs if doc]
+    if not docs:
+        raise ValueError("No text to pack: every document is empty.")
+    rng = random.Random(seed)
+    rng.shuffle(docs)
+
+    sequences, body = [], []
+
+    def close() -> None:
+        if body and body[-1] == sep_token_id:
+            body.pop()  # no document separator right before the final [SEP]
+        if body:
+            sequences.append([cls_token_id, *body, sep_token_id])
+        body.clear()
+
+    for doc in docs:
+        if body and len(body) + 1 < room:  # a [SEP] between documents (RoBERTa's separator)
+            body.append(sep_token_id)
+        elif body:
+            close()
+        for sentence in doc:
+            if len(body) + len(sentence) > room:
+                close()
+            body.extend(sentence[:room])  # only a sentence longer than a sequence is cut
+    close()
+    rng.shuffle(sequences)
+    return [{"input_ids": ids, "token_type_ids": [0] * len(ids)} for ids in sequences]
