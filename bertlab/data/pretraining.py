@@ -62,16 +62,8 @@ def build_nsp_pairs(
     """
     if tokenizer.cls_token_id is None or tokenizer.sep_token_id is None:
         raise ValueError("The tokenizer needs [CLS] and [SEP] tokens to build NSP pairs.")
-    sentence_lists = [_sentences_of(doc) for doc in documents]
-    flat = [s for sentences in sentence_lists for s in sentences]
-    # one batched call to the fast tokenizer; verbose=False: long sentences are cut later
-    ids = tokenizer(flat, add_special_tokens=False, verbose=False)["input_ids"] if flat else []
-    tokenized, start = [], 0
-    for sentences in sentence_lists:
-        tokenized.append(ids[start : start + len(sentences)])
-        start += len(sentences)
     return build_nsp_pairs_from_ids(
-        tokenized, cls_token_id=tokenizer.cls_token_id, sep_token_id=tokenizer.sep_token_id,
+        _tokenized_documents(documents, tokenizer), cls_token_id=tokenizer.cls_token_id, sep_token_id=tokenizer.sep_token_id,
         max_seq_length=max_seq_length, short_seq_prob=short_seq_prob, dupe_factor=dupe_factor,
         seed=seed,
     )
@@ -178,6 +170,19 @@ def _truncate_pair(tokens_a: list[int], tokens_b: list[int], max_num_tokens: int
             longer.pop()
 
 
+def _tokenized_documents(documents: Sequence, tokenizer) -> list[list[list[int]]]:
+    """Each document as a list of tokenized sentences (no special tokens)."""
+    sentence_lists = [_sentences_of(doc) for doc in documents]
+    flat = [s for sentences in sentence_lists for s in sentences]
+    # one batched call to the fast tokenizer; verbose=False: long sentences are cut later
+    ids = tokenizer(flat, add_special_tokens=False, verbose=False)["input_ids"] if flat else []
+    tokenized, start = [], 0
+    for sentences in sentence_lists:
+        tokenized.append(ids[start : start + len(sentences)])
+        start += len(sentences)
+    return tokenized
+
+
 def _sentences_of(document) -> list[str]:
     sentences = getattr(document, "sentences", document)
     if isinstance(sentences, str):
@@ -206,14 +211,7 @@ def build_packed_sequences(
     """
     if tokenizer.cls_token_id is None or tokenizer.sep_token_id is None:
         raise ValueError("The tokenizer needs [CLS] and [SEP] tokens to pack sequences.")
-    sentence_lists = [_sentences_of(doc) for doc in documents]
-    flat = [s for sentences in sentence_lists for s in sentences]
-    ids = tokenizer(flat, add_special_tokens=False, verbose=False)["input_ids"] if flat else []
-    tokenized, start = [], 0
-    for sentences in sentence_lists:
-        tokenized.append(ids[start : start + len(sentences)])
-        start += len(sentences)
-    return pack_sequences_from_ids(tokenized, cls_token_id=tokenizer.cls_token_id,
+    return pack_sequences_from_ids(_tokenized_documents(documents, tokenizer), cls_token_id=tokenizer.cls_token_id,
                                    sep_token_id=tokenizer.sep_token_id,
                                    max_seq_length=max_seq_length, seed=seed)
 
