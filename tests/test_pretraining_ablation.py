@@ -131,7 +131,7 @@ def test_pretraining_corpus_holds_no_validation_or_test_text(ablation):
 
 
 def test_bad_names_say_which_are_valid(ablation, tmp_path, capsys):
-    with pytest.raises(ValueError, match="unknown grid 'nope'; choose one of smoke, levers"):
+    with pytest.raises(ValueError, match="unknown grid 'nope'; choose one of smoke, focus, levers"):
         ablation.select_variants("nope")
     with pytest.raises(ValueError, match="its variants are baseline, mask15"):
         ablation.select_variants("smoke", ["mask99"])
