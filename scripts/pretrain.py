@@ -111,13 +111,18 @@ def main(argv=None) -> int:
     command = ["scripts/pretrain.py", *(sys.argv[1:] if argv is None else argv)]
     print(f"recipe: {json.dumps(recipe.to_dict())}", flush=True)
 
+    started = time.monotonic()
+    data = recipes.build_data(recipe)
+    entropy = recipes.unigram_entropy(data.train, data.tokenizer)
+    print(f"data: {len(data.train):,} training sequences, {len(data.heldout):,} held-out, "
+          f"unigram entropy {entropy:.3f} nats ({time.monotonic() - started:.0f} s)", flush=True)
     limit = TimeLimit(args.minutes)
-    run = recipes.pretrain(recipe, out, resume=args.resume, callbacks=[limit], verbose=True,
-                           record={"commands": [*commands, command]})
+    run = recipes.pretrain(recipe, out, data=data, resume=args.resume, callbacks=[limit],
+                           verbose=True, record={"commands": [*commands, command]})
     # The engine's history spans the whole run, resumed sittings included.
     last = run.history.dropna(subset=["eval_mlm_loss"]).iloc[-1]
     summary = {"step": int(last["step"]), "max_steps": recipe.max_steps,
-               "unigram_entropy": recipes.unigram_entropy(run.data.train, run.data.tokenizer),
+               "unigram_entropy": entropy,
                **{k: float(last[f"eval_{k}"]) for k in ("mlm_loss", "mlm_accuracy",
                                                          "perplexity", "nsp_accuracy")
                   if f"eval_{k}" in last},
