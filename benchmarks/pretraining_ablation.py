@@ -24,11 +24,17 @@ mean +- std over seeds at the best learning rate of each cell, and the gap to ra
     python benchmarks/pretraining_ablation.py --grid levers --out runs/ablation --minutes 120
     python benchmarks/pretraining_ablation.py --grid levers --out runs/ablation --only mask15
     python benchmarks/pretraining_ablation.py --grid levers --out runs/ablation --final baseline
+    python benchmarks/pretraining_ablation.py --grid focus --out runs/ablation-focus \
+        --evaluate-run bertlab/pretrained/tiny-long
 
-One lever of issue 9 is not in the grid yet: pre-LN transformer blocks (cramming) need a
-``BertConfig`` option and model support. NSP off is RoBERTa's FULL-SENTENCES input (``nsp=False``: sentences packed into full sequences,
-one-sentence reviews included), and the share of in-domain text is set by ``sotu_share`` (the
-share of speeches kept beside the sentiment training text) and ``add_sentiment_train``.
+``--evaluate-run DIR`` evaluates the final model of a run made elsewhere (``scripts/pretrain.py``,
+notebook 05) with the grid's protocol, under the folder's name, beside the grid's variants: a
+longer run than the grid can afford extends its compute curve.
+
+NSP off is RoBERTa's FULL-SENTENCES input (``nsp=False``: sentences packed into full sequences,
+one-sentence reviews included); the share of in-domain text is set by ``sotu_share`` (the share
+of speeches kept beside the sentiment training text) and ``add_sentiment_train``; pre-LN blocks
+(cramming) by ``pre_layer_norm``, a departure from BERT that ``transformers`` cannot load.
 """
 
 from __future__ import annotations
@@ -50,10 +56,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from bertlab import recipes  # noqa: E402  (after the environment above)
+from bertlab.ablation import COLUMNS, best_settings, payoff, read_results  # noqa: E402
 from bertlab.recipes import PretrainingRecipe  # noqa: E402
 
-COLUMNS = ("variant", "baseline", "step", "tokens_seen", "eval_kind", "labels", "lr", "probe_c",
-           "seed", "phase", "val_accuracy", "test_accuracy")
 KEY = ("variant", "step", "eval_kind", "labels", "lr", "probe_c", "seed", "phase")
 
 
@@ -115,19 +120,21 @@ def _levers() -> Grid:
         Variant("no-nsp", {"nsp": False}),  # RoBERTa: masked-LM alone, on packed sentences
         Variant("in-domain-only", {"sotu_share": 0.0, "nsp": False}),
         Variant("half-sotu", {"sotu_share": 0.5}),
+        Variant("pre-ln", {"pre_layer_norm": True}),  # cramming's blocks; not BERT's
     )
     return Grid("levers", base, variants, lrs=(1e-4, 3e-4, 1e-3), probe_cs=(0.1, 1.0, 10.0),
                 seeds=(0, 1, 2), label_counts=(None, 500, 1000), epochs=3, subset_epochs=10)
 
 
 def _focus() -> Grid:
-    """The levers that move in-domain text into pretraining, at a cost that fits one sitting:
-    fewer budgets, learning rates and label counts than ``levers``, the same protocol."""
+    """The levers that move in-domain text into pretraining, and pre-LN, at a cost that fits a
+    sitting: fewer budgets, learning rates and label counts than ``levers``, the same protocol."""
     base = recipes.recipe_for().replace(max_steps=4000, snapshot_steps=(2000,), eval_every=250)
     variants = (
         Variant("in-domain-only", {"sotu_share": 0.0, "nsp": False}),
         Variant("baseline"),
         Variant("no-nsp", {"nsp": False}),
+        Variant("pre-ln", {"pre_layer_norm": True}),
     )
     return Grid("focus", base, variants, lrs=(3e-4, 1e-3), probe_cs=(0.1, 1.0), seeds=(0, 1, 2),
                 label_counts=(None, 1000), epochs=2, subset_epochs=10, evals_per_epoch=2)
@@ -431,35 +438,12 @@ def search(grid: Grid, splits: dict, results: Results, variant: str, baseline: s
     return True
 
 
-def _search_frame(results: Results):
-    import pandas as pd
-
-    frame = pd.DataFrame(results.rows, columns=COLUMNS)
-    for column in ("step", "tokens_seen", "labels", "seed"):
-        frame[column] = frame[column].astype(int)
-    for column in ("val_accuracy", "test_accuracy", "lr", "probe_c"):
-        frame[column] = pd.to_numeric(frame[column])
-    frame["setting"] = frame["lr"].fillna(frame["probe_c"])
-    return frame
-
-
-def best_settings(frame):
-    """Per cell (variant, step, eval kind, labels): the setting with the best mean validation
-    accuracy over seeds, with its mean, std and number of runs (search rows only)."""
-    cells = ["variant", "baseline", "step", "tokens_seen", "eval_kind", "labels"]
-    stats = (frame[frame["phase"] == "search"]
-             .groupby([*cells, "setting"])["val_accuracy"].agg(mean="mean", std="std", runs="count")
-             .reset_index())
-    best = stats.loc[stats.groupby(cells)["mean"].idxmax()]  # ties: the smallest setting
-    return best.reset_index(drop=True)
-
-
 def final_test(grid: Grid, splits: dict, results: Results, out: Path, variant: Variant) -> None:
     """Score the variant's last snapshot and its random-init baseline on test, at the settings
     chosen on validation, once per seed; predictions are kept for the paired bootstrap."""
     recipe = variant_recipe(grid, variant)
     run_dir = out / "pretraining" / variant.name
-    best = best_settings(_search_frame(results))
+    best = best_settings(read_results(results.rows))
     sources = [(variant.name, recipe.max_steps, snapshot_folder(run_dir, recipe.max_steps, recipe)),
                (json.loads((run_dir / "budgets.json").read_text())["baseline"], 0, None)]
     evaluator = None
@@ -491,6 +475,31 @@ def _predictions_path(out: Path, variant: str, step: int, kind: str, labels: int
     return out / "predictions" / f"{safe}-step{step}-{kind}-{labels}-seed{seed}.json"
 
 
+def evaluate_run(grid: Grid, splits: dict, results: Results, run_dir: Path,
+                 deadline: Deadline) -> bool:
+    """Search the final model of a finished run (``recipe.json`` + ``final/``) and its
+    random-init baseline; False if the deadline stopped it."""
+    from transformers import AutoTokenizer
+
+    recorded = run_dir / "recipe.json"
+    if not (recorded.is_file() and (run_dir / "final" / "model.safetensors").is_file()):
+        raise ValueError(f"--evaluate-run {run_dir}: not a finished run (it needs recipe.json "
+                         "and final/ as written by recipes.pretrain or scripts/pretrain.py)")
+    recipe = PretrainingRecipe.from_dict(json.loads(recorded.read_text())["recipe"])
+    data = recipes.build_data(recipe, corpus=pretraining_corpus(grid, recipe))
+    check_no_leak(data.corpus)
+    tokens = recipes.tokens_processed(data.train, recipe, recipe.max_steps)
+    baseline = baseline_name(recipe, AutoTokenizer.from_pretrained(run_dir / "final"))
+    if baseline != baseline_name(recipe, data.tokenizer):
+        raise ValueError(f"--evaluate-run {run_dir}: its tokenizer is not the one its recipe "
+                         "makes from today's corpus, so its token count would be wrong")
+    return all(search(grid, splits, results, name, baseline, step, seen, folder,
+                      run_dir / "final", deadline)
+               for name, step, seen, folder in [(baseline, 0, 0, None),
+                                                (run_dir.name, recipe.max_steps, tokens,
+                                                 run_dir / "final")])
+
+
 # =========================================================================== the table
 
 
@@ -505,22 +514,18 @@ def write_table(results: Results, out: Path, grid: Grid, command: str) -> Path:
     if not results.rows:
         path.write_text("# Pretraining ablation\n\nNo results yet.\n")
         return path
-    frame = _search_frame(results)
-    best = best_settings(frame)
+    frame = read_results(results.rows)
+    table = payoff(best_settings(frame))
     lines = ["# Pretraining ablation", "",
              f"Made by `{command}` (rerun it to update; finished rows are kept).", "",
+             *_evaluated_runs_note(frame, grid),
              "## Validation accuracy (%), mean ± std over fine-tuning seeds at the best setting",
              "", "Best setting: fine-tuning learning rate, or the probe's C. Δ: points above the "
              "random-init baseline with the same tokenizer and size (its best setting).", "",
              "| variant | step | tokens seen | eval | labels | best setting | validation | Δ |",
              "| --- | ---: | ---: | --- | ---: | ---: | --- | ---: |"]
-    reference = {(r.variant, r.eval_kind, r.labels): r.mean for r in best.itertuples()
-                 if r.step == 0}
-    order = {name: i for i, name in enumerate(dict.fromkeys(frame["variant"]))}
-    for r in sorted(best.itertuples(), key=lambda r: (order[r.variant], r.step, r.eval_kind,
-                                                       r.labels)):
-        base = reference.get((r.baseline, r.eval_kind, r.labels))
-        gap = "" if r.step == 0 or base is None else f"{100 * (r.mean - base):+.1f}"
+    for r in table.itertuples():
+        gap = "" if np.isnan(r.gain) else f"{r.gain:+.1f}"
         lines.append(f"| {r.variant} | {r.step:,} | {r.tokens_seen:,} | {r.eval_kind} | "
                      f"{r.labels:,} | {r.setting:g} | {_percent(r.mean, r.std, r.runs)} | {gap} |")
     final = frame[frame["phase"] == "final"]
@@ -528,6 +533,16 @@ def write_table(results: Results, out: Path, grid: Grid, command: str) -> Path:
         lines += _test_table(final, out, load_sentiment_splits(grid, test=True)["test"][1])
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def _evaluated_runs_note(frame, grid: Grid) -> list[str]:
+    grid_names = {v.name for v in grid.variants}
+    others = [name for name in dict.fromkeys(frame["variant"])
+              if name not in grid_names and not name.startswith("random-init:")]
+    if not others:
+        return []
+    return [f"Also evaluated with `--evaluate-run DIR` (runs made elsewhere, the same protocol; "
+            f"named by their folder): {', '.join(others)}.", ""]
 
 
 def _test_table(final, out: Path, y_test: np.ndarray) -> list[str]:
@@ -566,8 +581,10 @@ def _test_table(final, out: Path, y_test: np.ndarray) -> list[str]:
 
 
 def run_grid(grid_name: str, out: Path, *, only: list[str] | None = None,
-             final: str | None = None, minutes: float | None = None) -> bool:
-    """Pretrain, search and (with ``final``) test; True when everything asked for is done."""
+             final: str | None = None, minutes: float | None = None,
+             evaluate_runs: tuple[Path, ...] = ()) -> bool:
+    """Pretrain, search and (with ``final``) test; True when everything asked for is done.
+    ``evaluate_runs``: finished runs made elsewhere, evaluated instead of the grid's variants."""
     grid, variants = select_variants(grid_name, only or ([final] if final else None))
     if final and final not in [v.name for v in variants]:
         raise ValueError(f"--final {final!r} is not among the variants run ({only}); add it to "
@@ -577,7 +594,9 @@ def run_grid(grid_name: str, out: Path, *, only: list[str] | None = None,
     results = Results(out / "results.csv")
     deadline = Deadline(minutes)
     complete = True
-    for variant in variants:
+    for run_dir in evaluate_runs:
+        complete = complete and evaluate_run(grid, splits, results, Path(run_dir), deadline)
+    for variant in variants if not evaluate_runs else ():
         run_dir = out / "pretraining" / variant.name
         if not pretrain(grid, variant, run_dir, deadline):
             complete = False
@@ -613,6 +632,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "test split (runs this variant only, unless --only is given)")
     parser.add_argument("--minutes", type=float, default=None,
                         help="stop this sitting after so many minutes (rerun to continue)")
+    parser.add_argument("--evaluate-run", nargs="+", type=Path, default=(), metavar="DIR",
+                        help="evaluate these finished runs (recipe.json + final/) with the "
+                             "grid's protocol instead of pretraining the grid's variants")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     return parser.parse_args(argv)
 
@@ -623,7 +645,7 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     try:
         complete = run_grid(args.grid, args.out, only=args.only, final=args.final,
-                            minutes=args.minutes)
+                            minutes=args.minutes, evaluate_runs=tuple(args.evaluate_run))
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -21,7 +21,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ACTIVATIONS", "HEADS", "NAMED_SIZES", "BertConfig", "count_parameters"]
+__all__ = ["ACTIVATIONS", "HEADS", "NAMED_SIZES", "PRE_LN_MODEL_TYPE", "BertConfig",
+           "count_parameters"]
 
 #: Activation functions the feed-forward block understands (the names ``transformers`` uses).
 #: "gelu" is the exact, erf-based GELU of the original BERT.
@@ -40,6 +41,10 @@ NAMED_SIZES: dict[str, tuple[int, int]] = {
 }
 
 CONFIG_NAME = "config.json"
+
+#: ``model_type`` of a pre-LN model's config.json: not "bert", so that ``transformers`` (whose
+#: BERT is post-LN) refuses the folder instead of loading the weights into the wrong places.
+PRE_LN_MODEL_TYPE = "bertlab-pre-ln"
 
 
 @dataclass
@@ -63,6 +68,12 @@ class BertConfig:
         num_labels: classes of a classification head (1 means regression).
         classifier_dropout: dropout before a classification head (``None``: hidden_dropout_prob).
         id2label: optional class names, ``{0: "negative", 1: "positive"}``.
+        pre_layer_norm: bertlab's one departure from BERT, off by default. ``True`` moves each
+            sub-layer's LayerNorm to its input, ``x + f(LN(x))``, and adds a final LayerNorm
+            after the last layer (pre-LN: Xiong et al. 2020; used by cramming, Geiping and
+            Goldstein 2022). ``transformers``' BERT is post-LN and cannot run such a model, so
+            :meth:`to_hf` refuses it and ``config.json`` names it ``model_type``
+            :data:`PRE_LN_MODEL_TYPE`, which ``transformers`` does not load.
     """
 
     vocab_size: int = 30522
@@ -81,6 +92,7 @@ class BertConfig:
     num_labels: int = 2
     classifier_dropout: float | None = None
     id2label: dict[int, str] | None = None
+    pre_layer_norm: bool = False
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
@@ -109,6 +121,8 @@ class BertConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise ValueError(f"{name}={value!r} must be a positive number.")
+        if not isinstance(self.pre_layer_norm, bool):
+            raise TypeError(f"pre_layer_norm must be True or False, got {self.pre_layer_norm!r}.")
         if self.pad_token_id is not None and not (
             isinstance(self.pad_token_id, int) and 0 <= self.pad_token_id < self.vocab_size
         ):
@@ -179,10 +193,17 @@ class BertConfig:
         return cls(**values)
 
     def to_hf(self):
-        """The same configuration as a ``transformers.BertConfig``."""
+        """The same configuration as a ``transformers.BertConfig`` (post-LN models only)."""
         from transformers import BertConfig as HFBertConfig  # lazily: only this needs transformers
 
+        if self.pre_layer_norm:
+            raise ValueError(
+                "This is a pre-LN model (pre_layer_norm=True); transformers' BertModel is post-LN "
+                "and would run these weights as a different network. Keep it in bertlab "
+                "(save_pretrained / from_pretrained), or train with pre_layer_norm=False."
+            )
         values = self.to_dict()
+        del values["pre_layer_norm"]  # not a transformers field
         values["id2label"] = _label_names(self)
         values["label2id"] = self.label2id
         del values["num_labels"]  # transformers derives it from id2label
@@ -205,12 +226,17 @@ class BertConfig:
         values = self.to_dict()
         values["id2label"] = {str(i): name for i, name in _label_names(self).items()}
         values["label2id"] = self.label2id
-        return {"model_type": "bert", "architectures": architectures or ["BertModel"], **values}
+        model_type = PRE_LN_MODEL_TYPE if self.pre_layer_norm else "bert"
+        if not self.pre_layer_norm:
+            del values["pre_layer_norm"]  # a post-LN config.json is exactly transformers' own
+        return {"model_type": model_type, "architectures": architectures or ["BertModel"],
+                **values}
 
     def save(self, directory: str | os.PathLike, architectures: list[str] | None = None) -> Path:
         """Write ``config.json`` into ``directory`` (created if needed); return its path.
 
-        ``transformers.AutoConfig.from_pretrained(directory)`` reads the file as a BertConfig.
+        ``transformers.AutoConfig.from_pretrained(directory)`` reads the file as a BertConfig
+        (and refuses a pre-LN one, see ``pre_layer_norm``).
         """
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
@@ -261,10 +287,17 @@ def _label_names(config: BertConfig) -> dict[int, str]:
 def _from_hf_dict(values: Mapping[str, Any], source: str) -> BertConfig:
     """Pick BertConfig's fields out of a transformers-style dictionary, refusing other models."""
     model_type = values.get("model_type", "bert")
-    if model_type != "bert":
+    if model_type not in ("bert", PRE_LN_MODEL_TYPE):
         raise ValueError(
             f"{source} describes a {model_type!r} model; bertlab builds BERT only "
-            "(model_type 'bert')."
+            f"(model_type 'bert', or {PRE_LN_MODEL_TYPE!r} for its pre-LN variant)."
+        )
+    if (model_type == PRE_LN_MODEL_TYPE) != bool(values.get("pre_layer_norm", False)):
+        raise ValueError(
+            f"{source} has model_type {model_type!r} but pre_layer_norm="
+            f"{values.get('pre_layer_norm', False)!r}; a pre-LN model is model_type "
+            f"{PRE_LN_MODEL_TYPE!r} with pre_layer_norm true, a post-LN one 'bert' without it. "
+            "Re-save the model with save_pretrained rather than editing config.json."
         )
     unsupported = {
         "is_decoder": (False, "a decoder (causal attention)"),
@@ -318,7 +351,7 @@ def count_parameters(config: BertConfig, head: str = "base") -> int:
         4 * linear(H, H) + layer_norm  # query, key, value, output projection; LayerNorm
         + linear(H, I) + linear(I, H) + layer_norm  # feed-forward block; LayerNorm
     )  # = 4H² + 2HI + 9H + I
-    encoder = embeddings + L * layer
+    encoder = embeddings + L * layer + (layer_norm if config.pre_layer_norm else 0)  # final LN
     pooler = linear(H, H)
     mlm_head = linear(H, H) + layer_norm + V  # transform + LayerNorm + decoder bias (tied weight)
 

@@ -6,7 +6,9 @@ The chapter, in the order a token travels through the model:
 2. ``BertSelfAttention``: ``softmax(QKᵀ/√d + mask)·V`` over several heads, written out, and the
    same computation fused into ``torch.nn.functional.scaled_dot_product_attention``.
 3. ``BertLayer``: attention and a feed-forward block, each wrapped in
-   "dropout → add the input back → LayerNorm" (post-LN, as in the original BERT).
+   "dropout → add the input back → LayerNorm" (post-LN, as in the original BERT). An option
+   off by default, ``BertConfig.pre_layer_norm``, moves each LayerNorm to the sub-layer's input
+   instead (pre-LN, a departure from BERT that trains more stably).
 4. ``BertEncoder`` stacks the layers; ``BertPooler`` turns ``[CLS]`` into a sentence vector.
 5. ``BertModel`` joins them; the heads put a task on top: ``BertForPreTraining`` (masked
    language model + next-sentence prediction), ``BertForMaskedLM``,
@@ -223,16 +225,21 @@ class BertSelfAttention(nn.Module):
 
 
 class BertSelfOutput(nn.Module):
-    """Project the heads' output back to hidden size, then dropout, residual, LayerNorm."""
+    """Project the heads' output back to hidden size, then dropout, residual, LayerNorm.
+
+    (Pre-LN: the LayerNorm is applied to the sub-layer's input instead, by the caller, and the
+    sum is left as it is.)"""
 
     def __init__(self, config: BertConfig) -> None:
         super().__init__()
         self.dense = nn.Linear(config.hidden_size, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.post_layer_norm = not config.pre_layer_norm
 
     def forward(self, hidden_states: Tensor, input_tensor: Tensor) -> Tensor:
-        return self.LayerNorm(self.dropout(self.dense(hidden_states)) + input_tensor)
+        summed = self.dropout(self.dense(hidden_states)) + input_tensor
+        return self.LayerNorm(summed) if self.post_layer_norm else summed
 
 
 class BertAttention(nn.Module):
@@ -246,7 +253,9 @@ class BertAttention(nn.Module):
     def forward(
         self, hidden_states: Tensor, attention_mask: Tensor | None, output_attentions: bool
     ) -> tuple[Tensor, Tensor | None]:
-        context, probs = self.self(hidden_states, attention_mask, output_attentions)
+        sublayer_input = hidden_states if self.output.post_layer_norm else (
+            self.output.LayerNorm(hidden_states))  # pre-LN: x + attention(LN(x))
+        context, probs = self.self(sublayer_input, attention_mask, output_attentions)
         return self.output(context, hidden_states), probs
 
 
@@ -278,21 +287,25 @@ class BertIntermediate(nn.Module):
 
 
 class BertOutput(nn.Module):
-    """Narrow back to hidden size, then dropout, residual, LayerNorm."""
+    """Narrow back to hidden size, then dropout, residual, LayerNorm (pre-LN: no LayerNorm
+    here, as in ``BertSelfOutput``)."""
 
     def __init__(self, config: BertConfig) -> None:
         super().__init__()
         self.dense = nn.Linear(config.intermediate_size, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.post_layer_norm = not config.pre_layer_norm
 
     def forward(self, hidden_states: Tensor, input_tensor: Tensor) -> Tensor:
-        return self.LayerNorm(self.dropout(self.dense(hidden_states)) + input_tensor)
+        summed = self.dropout(self.dense(hidden_states)) + input_tensor
+        return self.LayerNorm(summed) if self.post_layer_norm else summed
 
 
 class BertLayer(nn.Module):
     """One encoder layer: tokens exchange information (attention), then each token is
-    transformed on its own (feed-forward). Both sub-layers are post-LN residual blocks."""
+    transformed on its own (feed-forward). Both sub-layers are post-LN residual blocks
+    (``LN(x + f(x))``), or pre-LN ones (``x + f(LN(x))``) with ``config.pre_layer_norm``."""
 
     def __init__(self, config: BertConfig) -> None:
         super().__init__()
@@ -304,7 +317,9 @@ class BertLayer(nn.Module):
         self, hidden_states: Tensor, attention_mask: Tensor | None, output_attentions: bool
     ) -> tuple[Tensor, Tensor | None]:
         attended, probs = self.attention(hidden_states, attention_mask, output_attentions)
-        return self.output(self.intermediate(attended), attended), probs
+        sublayer_input = attended if self.output.post_layer_norm else (
+            self.output.LayerNorm(attended))  # pre-LN: x + feed_forward(LN(x))
+        return self.output(self.intermediate(sublayer_input), attended), probs
 
 
 # ---------------------------------------------------------------------------------------------
@@ -318,6 +333,9 @@ class BertEncoder(nn.Module):
     def __init__(self, config: BertConfig) -> None:
         super().__init__()
         self.layer = nn.ModuleList(BertLayer(config) for _ in range(config.num_hidden_layers))
+        # Pre-LN leaves the residual stream unnormalised; one LayerNorm at the end fixes its scale.
+        self.final_layer_norm = (nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+                                 if config.pre_layer_norm else None)
 
     def forward(
         self,
@@ -334,6 +352,10 @@ class BertEncoder(nn.Module):
                 all_hidden.append(hidden_states)
             if output_attentions:
                 all_probs.append(probs)
+        if self.final_layer_norm is not None:
+            hidden_states = self.final_layer_norm(hidden_states)
+            if output_hidden_states:
+                all_hidden[-1] = hidden_states  # what the heads read
         return (
             hidden_states,
             tuple(all_hidden) if output_hidden_states else None,

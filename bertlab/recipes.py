@@ -112,6 +112,7 @@ class PretrainingRecipe:
     # model
     size: str = "tiny"  # a BertConfig.named size: tiny 2/128, mini 4/256, ...
     dropout: float = 0.0  # hidden and attention dropout during pretraining
+    pre_layer_norm: bool = False  # pre-LN blocks (cramming); not BERT, and not transformers-loadable
     # data
     vocab_size: int = 8192
     tokenizer_every: int = 2  # train the WordPiece vocabulary on every k-th sentence
@@ -294,7 +295,7 @@ def build_model(recipe: PretrainingRecipe, tokenizer):
     config = BertConfig.named(
         recipe.size, vocab_size=len(tokenizer), max_position_embeddings=512,
         hidden_dropout_prob=recipe.dropout, attention_probs_dropout_prob=recipe.dropout,
-        pad_token_id=tokenizer.pad_token_id,
+        pad_token_id=tokenizer.pad_token_id, pre_layer_norm=recipe.pre_layer_norm,
     )
     seed_everything(recipe.seed)
     return BertForPreTraining(config)
@@ -355,7 +356,8 @@ def pretrain(recipe: PretrainingRecipe, run_dir: str | os.PathLike = RUN_DIR, *,
     recorded = run_dir / "recipe.json"
     if resume and recorded.is_file():
         before = json.loads(recorded.read_text()).get("recipe")
-        if before != json.loads(json.dumps(recipe.to_dict())):
+        # read back as a recipe, so that fields added since the run started take their defaults
+        if before is None or PretrainingRecipe.from_dict(before) != recipe:
             raise ValueError(f"{run_dir} holds a run of another recipe; resume it with the recipe "
                              "in its recipe.json, or start a new run (resume=False)")
     elif not resume:

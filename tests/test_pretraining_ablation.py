@@ -5,9 +5,11 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
+import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "pretraining_ablation.py"
@@ -106,6 +108,21 @@ def test_smoke_grid_resumes_and_reads_test_only_with_final(ablation, tmp_path):
     assert ablation.run_grid("smoke", out, final="baseline") is True
     assert len(read_rows(out)) == len(rows)
 
+    # --evaluate-run: a finished run made elsewhere, evaluated under its folder's name with the
+    # grid's protocol; it shares the random-init rows of its vocabulary, and pretrains nothing.
+    elsewhere = tmp_path / "made-elsewhere"
+    shutil.copytree(baseline_dir, elsewhere)
+    assert ablation.run_grid("smoke", out, evaluate_runs=(elsewhere,)) is True
+    added = read_rows(out)[len(rows):]
+    assert {row["variant"] for row in added} == {"made-elsewhere"}
+    assert len(added) == finetunes + probes
+    assert "Also evaluated with `--evaluate-run DIR`" in (out / "results.md").read_text()
+    assert {(row["step"], row["baseline"]) for row in added} == {
+        (str(grid.base.max_steps), random_init)}
+    assert len(sittings(baseline_dir)) == 2
+    with pytest.raises(ValueError, match="not a finished run"):
+        ablation.run_grid("smoke", out, evaluate_runs=(tmp_path / "nothing",))
+
 
 def test_pretraining_corpus_holds_no_validation_or_test_text(ablation):
     from bertlab.data.corpus import Document, load_corpus
@@ -166,6 +183,37 @@ def test_best_setting_is_chosen_by_mean_validation_accuracy(ablation, tmp_path):
         for seed, accuracy in enumerate(accuracies):
             results.add(variant="v", baseline="r", step=5, tokens_seen=9, eval_kind="finetune",
                         labels=10, lr=lr, seed=seed, phase="search", val_accuracy=accuracy)
-    best = ablation.best_settings(ablation._search_frame(ablation.Results(results.path)))
-    assert len(best) == 1 and best["setting"].item() == 1e-3  # 0.76 > 0.75 on average
-    assert best["runs"].item() == 2 and best["std"].item() == 0
+    results.add(variant="r", baseline="r", step=0, tokens_seen=0, eval_kind="finetune",
+                labels=10, lr=1e-3, seed=0, phase="search", val_accuracy=0.70)
+    best = ablation.best_settings(ablation.read_results(results.path))
+    mine = best[best["variant"] == "v"]
+    assert len(mine) == 1 and mine["setting"].item() == 1e-3  # 0.76 > 0.75 on average
+    assert mine["runs"].item() == 2 and mine["std"].item() == 0
+    table = ablation.payoff(best)
+    assert table["variant"].tolist() == ["v", "r"]  # the order of first appearance
+    assert table["gain"].iloc[0] == pytest.approx(6.0) and np.isnan(table["gain"].iloc[1])
+
+
+def test_shipped_table_is_what_the_harness_makes_of_the_shipped_rows(ablation, tmp_path):
+    from bertlab.ablation import shipped_results
+
+    rows = shipped_results("focus")
+    grid, _ = ablation.select_variants("focus")
+    shipped_table = rows.with_name("results.md").read_text()
+    command = shipped_table.split("Made by `", 1)[1].split("`", 1)[0]
+    remade = ablation.write_table(ablation.Results(rows), tmp_path, grid, command)
+    assert remade.read_text() == shipped_table
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from bertlab.ablation import best_settings, payoff, plot_payoff, read_results
+
+    table = payoff(best_settings(read_results(rows)))
+    variants = [v.name for v in grid.variants]
+    assert set(variants) <= set(table.loc[table["step"] > 0, "variant"])  # the whole grid ran
+    assert table.loc[table["step"] > 0, "gain"].notna().all()
+    fig = plot_payoff(table)  # fine-tuning and probe, all labels and 1,000: four panels
+    assert len(fig.axes) == 4 and all(len(a.lines) >= len(variants) for a in fig.axes)
+    with pytest.raises(FileNotFoundError, match="ships 'focus'"):
+        shipped_results("nope")

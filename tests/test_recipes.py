@@ -265,6 +265,10 @@ def test_pretrain_writes_the_run_resumes_it_and_keeps_the_previous_one(small_dat
     assert [p.name for p in recipes.list_pretrained(run_dir)] == ["step-000002", "step-000004"]
     with pytest.raises(ValueError, match="another recipe"):
         recipes.pretrain(recipe.replace(lr=3e-4), run_dir, data=data, resume=True)
+    # a run recorded before a recipe field existed resumes too: the field takes its default
+    written = json.loads((run_dir / "recipe.json").read_text())
+    del written["recipe"]["pre_layer_norm"]
+    (run_dir / "recipe.json").write_text(json.dumps(written))
     rest = recipes.pretrain(recipe, run_dir, data=data, resume=True, progress=False)
     assert rest.finished and recipes.latest_pretrained(run_dir) == run_dir / "final"
     assert int(rest.history["step"].iloc[-1]) == recipe.max_steps
@@ -282,6 +286,16 @@ def test_pretrain_writes_the_run_resumes_it_and_keeps_the_previous_one(small_dat
     assert again.finished
     assert (tmp_path / "run.previous" / "final" / "model.safetensors").is_file()
     assert "train_mlm_loss" in first.history and "train_mlm_loss" not in again.history
+
+
+def test_pre_layer_norm_recipe_trains_and_saves_a_pre_ln_model(small_data, tmp_path):
+    from bertlab.model import BertForPreTraining
+
+    recipe, data = small_data
+    run = recipes.pretrain(recipe.replace(pre_layer_norm=True), tmp_path / "pre-ln", data=data,
+                           progress=False)
+    assert run.finished and run.model.config.pre_layer_norm
+    assert BertForPreTraining.from_pretrained(tmp_path / "pre-ln" / "final").config.pre_layer_norm
 
 
 def test_packed_mlm_only_recipe_and_sotu_share(small_corpus, tmp_path):
