@@ -585,6 +585,9 @@ def run_grid(grid_name: str, out: Path, *, only: list[str] | None = None,
              evaluate_runs: tuple[Path, ...] = ()) -> bool:
     """Pretrain, search and (with ``final``) test; True when everything asked for is done.
     ``evaluate_runs``: finished runs made elsewhere, evaluated instead of the grid's variants."""
+    if evaluate_runs and (only or final):
+        raise ValueError("--evaluate-run evaluates finished runs instead of the grid's variants; "
+                         "run it without --only and --final (and those in a command of their own)")
     grid, variants = select_variants(grid_name, only or ([final] if final else None))
     if final and final not in [v.name for v in variants]:
         raise ValueError(f"--final {final!r} is not among the variants run ({only}); add it to "

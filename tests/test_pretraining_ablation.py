@@ -122,6 +122,8 @@ def test_smoke_grid_resumes_and_reads_test_only_with_final(ablation, tmp_path):
     assert len(sittings(baseline_dir)) == 2
     with pytest.raises(ValueError, match="not a finished run"):
         ablation.run_grid("smoke", out, evaluate_runs=(tmp_path / "nothing",))
+    with pytest.raises(ValueError, match="without --only and --final"):
+        ablation.run_grid("smoke", out, final="baseline", evaluate_runs=(elsewhere,))
 
 
 def test_pretraining_corpus_holds_no_validation_or_test_text(ablation):
