@@ -5,8 +5,8 @@ harness pretrains once, for a fixed number of steps, keeping snapshots at a few 
 the run; then it fine-tunes every snapshot *and* random weights (same tokenizer, same size, same
 fine-tuning budget, same learning-rate grid) on the Rotten Tomatoes sentiment data:
 
-* ``finetune``: full fine-tuning, on all training labels and on fixed seeded subsets (500 and
-  1,000 labels in the ``levers`` grid), each learning rate of the grid with several seeds;
+* ``finetune``: full fine-tuning, on all training labels and on a fixed seeded subset (1,000
+  labels), each learning rate of the grid with several seeds;
 * ``probe``: a linear probe, logistic regression on frozen mean-pooled features (``C`` grid).
 
 Model selection reads the validation split only. The test split is read only with
@@ -21,9 +21,10 @@ Ctrl-C or ``--minutes``, run the same command again). ``results.md`` is rewritte
 mean +- std over seeds at the best learning rate of each cell, and the gap to random init.
 
     python benchmarks/pretraining_ablation.py --grid smoke --out runs/ablation-smoke
-    python benchmarks/pretraining_ablation.py --grid levers --out runs/ablation --minutes 120
-    python benchmarks/pretraining_ablation.py --grid levers --out runs/ablation --only mask15
-    python benchmarks/pretraining_ablation.py --grid levers --out runs/ablation --final baseline
+    python benchmarks/pretraining_ablation.py --grid focus --out runs/ablation-focus
+    python benchmarks/pretraining_ablation.py --grid levers --out runs/ablation-focus --minutes 120
+    python benchmarks/pretraining_ablation.py --grid levers --out runs/ablation-focus --only mask15
+    python benchmarks/pretraining_ablation.py --grid focus --out runs/ablation-focus --final pre-ln
     python benchmarks/pretraining_ablation.py --grid focus --out runs/ablation-focus \
         --evaluate-run bertlab/pretrained/tiny-long
 
@@ -92,43 +93,15 @@ class Grid:
     sentiment_rows: int | None = None  # rows kept per sentiment split (smoke only)
 
 
-def _levers() -> Grid:
-    base = recipes.recipe_for().replace(max_steps=4000, snapshot_steps=(1000, 2000),
-                                        eval_every=250)
-    # Equal compute for mini: its step takes ~2.2-2.5x tiny's on a CPU (benchmarks/README.md).
-    mini_steps = 1600
-    variants = (
-        Variant("baseline"),  # the course's recipe: 30% masks, no dropout, in-domain text
-        Variant("original-bert", {"mlm_probability": 0.15, "dropout": 0.1}),
-        Variant("mask15", {"mlm_probability": 0.15}),
-        Variant("mask40", {"mlm_probability": 0.40}),
-        Variant("dropout0.1", {"dropout": 0.1}),
-        Variant("no-in-domain", {"add_sentiment_train": False}),
-        Variant("lr3e-4", {"lr": 3e-4}),
-        Variant("lr3e-3", {"lr": 3e-3}),
-        # cramming: a large batch and a short warm-up, same tokens as the baseline
-        Variant("batch256-lr2e-3", {"batch_size": 256, "lr": 2e-3, "max_steps": 1000,
-                                    "warmup_steps": 25, "snapshot_steps": (250, 500),
-                                    "eval_every": 125}),
-        Variant("seq32", {"max_seq_length": 32, "batch_size": 128}),  # same tokens per step
-        Variant("seq128", {"max_seq_length": 128, "batch_size": 32}),
-        Variant("vocab4096", {"vocab_size": 4096}),
-        Variant("vocab16384", {"vocab_size": 16384}),
-        Variant("mini-equal-time", {"size": "mini", "max_steps": mini_steps,
-                                    "snapshot_steps": (400, 800), "eval_every": 200}),
-        Variant("whole-word", {"whole_word_masking": True}),
-        Variant("no-nsp", {"nsp": False}),  # RoBERTa: masked-LM alone, on packed sentences
-        Variant("in-domain-only", {"sotu_share": 0.0, "nsp": False}),
-        Variant("half-sotu", {"sotu_share": 0.5}),
-        Variant("pre-ln", {"pre_layer_norm": True}),  # cramming's blocks; not BERT's
-    )
-    return Grid("levers", base, variants, lrs=(1e-4, 3e-4, 1e-3), probe_cs=(0.1, 1.0, 10.0),
-                seeds=(0, 1, 2), label_counts=(None, 500, 1000), epochs=3, subset_epochs=10)
+# The fine-tuning protocol of the course's grids: what makes their rows comparable, so that
+# ``focus`` and ``levers`` can share one results folder and its random-init rows.
+PROTOCOL = dict(lrs=(3e-4, 1e-3), probe_cs=(0.1, 1.0), seeds=(0, 1, 2), label_counts=(None, 1000),
+                epochs=2, subset_epochs=10, evals_per_epoch=2)
 
 
 def _focus() -> Grid:
-    """The levers that move in-domain text into pretraining, and pre-LN, at a cost that fits a
-    sitting: fewer budgets, learning rates and label counts than ``levers``, the same protocol."""
+    """The levers that move in-domain text into pretraining, and pre-LN, each with a snapshot
+    half-way: the compute curve of the course's recipe and its most promising changes."""
     base = recipes.recipe_for().replace(max_steps=4000, snapshot_steps=(2000,), eval_every=250)
     variants = (
         Variant("in-domain-only", {"sotu_share": 0.0, "nsp": False}),
@@ -136,8 +109,40 @@ def _focus() -> Grid:
         Variant("no-nsp", {"nsp": False}),
         Variant("pre-ln", {"pre_layer_norm": True}),
     )
-    return Grid("focus", base, variants, lrs=(3e-4, 1e-3), probe_cs=(0.1, 1.0), seeds=(0, 1, 2),
-                label_counts=(None, 1000), epochs=2, subset_epochs=10, evals_per_epoch=2)
+    return Grid("focus", base, variants, **PROTOCOL)
+
+
+def _levers() -> Grid:
+    """Every other lever of issue 9, one change at a time, at the focus grid's final budget
+    (4,000 steps of 64 sequences, or the same tokens) and with its protocol. Run it into the
+    focus grid's folder (``--out runs/ablation-focus``): the baseline and the random-init rows
+    are shared, and one table shows both grids. Variants run in this order (``--only`` picks)."""
+    base = recipes.recipe_for().replace(max_steps=4000, snapshot_steps=(), eval_every=250)
+    cramming = {"batch_size": 256, "max_steps": 1000, "warmup_steps": 25, "eval_every": 125}
+    variants = (
+        Variant("baseline"),  # the course's recipe: 30% masks, no dropout, in-domain text
+        # cramming: a 4x batch at a higher peak rate and a short warm-up, the same tokens
+        Variant("pre-ln-batch256-lr2e-3", {"pre_layer_norm": True, "lr": 2e-3, **cramming}),
+        Variant("batch256-lr2e-3", {"lr": 2e-3, **cramming}),
+        Variant("mask15", {"mlm_probability": 0.15}),  # Wettig et al. 2022: 15% vs 30% vs 40%
+        Variant("mask40", {"mlm_probability": 0.40}),
+        Variant("dropout0.1", {"dropout": 0.1}),
+        Variant("original-bert", {"mlm_probability": 0.15, "dropout": 0.1}),
+        Variant("whole-word", {"whole_word_masking": True}),
+        Variant("half-sotu", {"sotu_share": 0.5}),
+        Variant("no-in-domain", {"add_sentiment_train": False}),
+        Variant("lr3e-4", {"lr": 3e-4}),
+        Variant("lr3e-3", {"lr": 3e-3}),
+        Variant("seq32", {"max_seq_length": 32, "batch_size": 128}),  # same tokens per step
+        Variant("seq128", {"max_seq_length": 128, "batch_size": 32}),
+        Variant("pre-ln-no-nsp", {"pre_layer_norm": True, "nsp": False}),
+        # a new vocabulary or size brings its own random-init baseline (about 15 more minutes)
+        Variant("vocab4096", {"vocab_size": 4096}),
+        Variant("vocab16384", {"vocab_size": 16384}),
+        # equal compute: a mini step takes ~2.2-2.5x a tiny one on a CPU (benchmarks/README.md)
+        Variant("mini-equal-time", {"size": "mini", "max_steps": 1600}),
+    )
+    return Grid("levers", base, variants, **PROTOCOL)
 
 
 def _smoke() -> Grid:
@@ -333,10 +338,11 @@ class Evaluator:
     """Fine-tunes and probes one model source (a snapshot folder, or random weights)."""
 
     def __init__(self, grid: Grid, splits: dict, tokenizer_dir: Path):
-        from transformers import AutoTokenizer
+        # the explicit class: AutoTokenizer reads config.json and warns about pre-LN models
+        from transformers import BertTokenizerFast
 
         self.grid, self.splits = grid, splits
-        self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+        self.tokenizer = BertTokenizerFast.from_pretrained(tokenizer_dir)
         self.config_dir = tokenizer_dir
         self.encoded = {}
         for split, (texts, labels) in splits.items():
@@ -479,7 +485,7 @@ def evaluate_run(grid: Grid, splits: dict, results: Results, run_dir: Path,
                  deadline: Deadline) -> bool:
     """Search the final model of a finished run (``recipe.json`` + ``final/``) and its
     random-init baseline; False if the deadline stopped it."""
-    from transformers import AutoTokenizer
+    from transformers import BertTokenizerFast
 
     recorded = run_dir / "recipe.json"
     if not (recorded.is_file() and (run_dir / "final" / "model.safetensors").is_file()):
@@ -489,7 +495,7 @@ def evaluate_run(grid: Grid, splits: dict, results: Results, run_dir: Path,
     data = recipes.build_data(recipe, corpus=pretraining_corpus(grid, recipe))
     check_no_leak(data.corpus)
     tokens = recipes.tokens_processed(data.train, recipe, recipe.max_steps)
-    baseline = baseline_name(recipe, AutoTokenizer.from_pretrained(run_dir / "final"))
+    baseline = baseline_name(recipe, BertTokenizerFast.from_pretrained(run_dir / "final"))
     if baseline != baseline_name(recipe, data.tokenizer):
         raise ValueError(f"--evaluate-run {run_dir}: its tokenizer is not the one its recipe "
                          "makes from today's corpus, so its token count would be wrong")
@@ -508,17 +514,20 @@ def _percent(mean: float, std: float, count: int) -> str:
     return f"{100 * mean:.1f}{spread} (n={count})"
 
 
-def write_table(results: Results, out: Path, grid: Grid, command: str) -> Path:
-    """``results.md``: the validation table of every cell and, after ``--final``, the test one."""
+def write_table(results: Results, out: Path, grid: Grid, commands: list[str]) -> Path:
+    """``results.md``: the validation table of every cell and, after ``--final``, the test one.
+    ``commands``: the harness commands whose rows the folder holds (they remake it)."""
     path = out / "results.md"
     if not results.rows:
         path.write_text("# Pretraining ablation\n\nNo results yet.\n")
         return path
     frame = read_results(results.rows)
     table = payoff(best_settings(frame))
+    made = " and ".join(f"`{c}`" for c in commands)
     lines = ["# Pretraining ablation", "",
-             f"Made by `{command}` (rerun it to update; finished rows are kept).", "",
-             *_evaluated_runs_note(frame, grid),
+             f"Made by {made} (rerun {'it' if len(commands) == 1 else 'them'} to update; "
+             "finished rows are kept).", "",
+             *_evaluated_runs_note(frame),
              "## Validation accuracy (%), mean ± std over fine-tuning seeds at the best setting",
              "", "Best setting: fine-tuning learning rate, or the probe's C. Δ: points above the "
              "random-init baseline with the same tokenizer and size (its best setting).", "",
@@ -535,8 +544,17 @@ def write_table(results: Results, out: Path, grid: Grid, command: str) -> Path:
     return path
 
 
-def _evaluated_runs_note(frame, grid: Grid) -> list[str]:
-    grid_names = {v.name for v in grid.variants}
+def grid_commands(frame, grid_name: str, out: Path) -> list[str]:
+    """The commands of the grids whose variants have rows here (grids may share a folder)."""
+    present = set(frame["variant"]) if len(frame) else set()
+    names = [name for name, make in GRIDS.items() if name == grid_name or name != "smoke" and
+             any(v.name in present for v in make().variants if v.name != "baseline")]
+    return [f"python benchmarks/pretraining_ablation.py --grid {name} --out {out}"
+            for name in names]
+
+
+def _evaluated_runs_note(frame) -> list[str]:
+    grid_names = {v.name for make in GRIDS.values() for v in make().variants}
     others = [name for name in dict.fromkeys(frame["variant"])
               if name not in grid_names and not name.startswith("random-init:")]
     if not others:
@@ -618,8 +636,8 @@ def run_grid(grid_name: str, out: Path, *, only: list[str] | None = None,
             break
         if final:
             final_test(grid, splits, results, out, variant)
-    command = f"python benchmarks/pretraining_ablation.py --grid {grid_name} --out {out}"
-    table = write_table(results, out, grid, command)
+    commands = grid_commands(read_results(results.rows), grid_name, out)
+    table = write_table(results, out, grid, commands)
     print(f"{len(results.rows)} results in {results.path}; table: {table}"
           + ("" if complete else " (incomplete: run the same command again to continue)"))
     return complete

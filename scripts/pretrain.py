@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import dataclasses
 import json
 import os
 import sys
@@ -79,12 +80,33 @@ def recipe_from_args(args):
                "snapshot_steps": tuple(range(every, steps + 1, every)),
                "eval_every": min(base.eval_every * (1 if profile.is_gpu else 5), steps)}
     for item in args.set:
-        field, _, text = item.partition("=")
-        try:
-            changes[field] = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            changes[field] = text  # a plain string, e.g. --set schedule=cosine
+        field, value = parse_setting(base, item)
+        changes[field] = value
     return base.replace(**changes)
+
+
+def parse_setting(recipe, item: str) -> tuple[str, object]:
+    """``FIELD=VALUE`` -> (field, value typed like the recipe's field); clear errors for typos."""
+    field, equals, text = item.partition("=")
+    known = {f.name: getattr(recipe, f.name) for f in dataclasses.fields(recipe)}
+    if not equals or field not in known:
+        raise SystemExit(f"--set {item!r}: write FIELD=VALUE with one of the recipe's fields: "
+                         f"{', '.join(sorted(known))}")
+    current, text = known[field], text.strip()
+    try:
+        if isinstance(current, bool):  # before int: bool is an int subclass
+            words = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+            return field, words[text.lower()]
+        if isinstance(current, int | float):
+            return field, type(current)(ast.literal_eval(text))
+        if isinstance(current, str):  # quotes optional: --set schedule=cosine
+            return field, ast.literal_eval(text) if text[:1] in "'\"" else text
+        return field, ast.literal_eval(text)  # tuples, e.g. --set snapshot_steps=(500,1000)
+    except (KeyError, ValueError, SyntaxError, TypeError):
+        kinds = {bool: "true or false", int: "a whole number", float: "a number",
+                 tuple: "a tuple such as (500, 1000)"}
+        kind = kinds.get(type(current), "a Python literal")
+        raise SystemExit(f"--set {item!r}: {field} takes {kind} (now {current!r})") from None
 
 
 class TimeLimit:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -161,14 +162,42 @@ def test_bad_names_say_which_are_valid(ablation, tmp_path, capsys):
     assert "unknown variant(s) ['mask99']" in error and "mask15, mask40" in error
 
 
-def test_levers_grid_is_valid(ablation):
+def test_levers_grid_is_valid_and_shares_the_focus_protocol(ablation):
     grid, variants = ablation.select_variants("levers")
+    focus, focus_variants = ablation.select_variants("focus")
     assert variants[0].name == "baseline" and len({v.name for v in variants}) == len(variants)
-    assert len(grid.seeds) >= 3 and {500, 1000, None} <= set(grid.label_counts)
+    assert len(grid.seeds) >= 3 and {1000, None} <= set(grid.label_counts)
+    protocol = ("lrs", "probe_cs", "seeds", "label_counts", "epochs", "subset_epochs",
+                "max_length", "evals_per_epoch")
+    assert [getattr(grid, k) for k in protocol] == [getattr(focus, k) for k in protocol]
+    # one folder for both grids: a shared name must mean the same pretraining
+    shared = {v.name for v in variants} & {v.name for v in focus_variants}
+    assert shared == {"baseline"}
+    assert ablation.variant_recipe(grid, variants[0]).replace(snapshot_steps=(2000,)) == \
+        ablation.variant_recipe(focus, focus_variants[1])
+    base_tokens = grid.base.batch_size * grid.base.max_steps
     for variant in variants:
-        recipe = ablation.variant_recipe(grid, variant)  # validates snapshot steps etc.
+        recipe = ablation.variant_recipe(grid, variant)  # validates its fields
         assert bool(variant.changes) == (variant.name != "baseline"), variant.name
-        assert recipe.snapshot_steps and max(recipe.snapshot_steps) < recipe.max_steps
+        if variant.name.startswith(("pre-ln-batch", "batch", "seq")):  # the same tokens
+            assert recipe.batch_size * recipe.max_steps * recipe.max_seq_length == \
+                base_tokens * grid.base.max_seq_length, variant.name
+
+
+def test_grids_sharing_a_folder_are_all_named_in_the_table(ablation, tmp_path):
+    results = ablation.Results(tmp_path / "results.csv")
+    for variant in ("baseline", "mask15", "elsewhere"):
+        results.add(variant=variant, baseline="random-init:x", step=4, tokens_seen=9,
+                    eval_kind="finetune", labels=10, lr=1e-3, seed=0, phase="search",
+                    val_accuracy=0.7)
+    frame = ablation.read_results(results.path)
+    commands = ablation.grid_commands(frame, "focus", tmp_path)
+    assert [c.split("--grid ")[1].split()[0] for c in commands] == ["focus", "levers"]
+    grid, _ = ablation.select_variants("focus")
+    text = ablation.write_table(results, tmp_path, grid, commands).read_text()
+    assert "(rerun them to update" in text and "--grid levers" in text
+    assert "evaluate-run DIR` (runs made elsewhere, the same protocol; named by their folder): " \
+           "elsewhere." in text  # mask15 is a grid's variant, not a run made elsewhere
 
 
 def test_a_changed_recipe_does_not_resume_an_old_run(ablation, tmp_path):
@@ -202,8 +231,9 @@ def test_shipped_table_is_what_the_harness_makes_of_the_shipped_rows(ablation, t
     rows = shipped_results("focus")
     grid, _ = ablation.select_variants("focus")
     shipped_table = rows.with_name("results.md").read_text()
-    command = shipped_table.split("Made by `", 1)[1].split("`", 1)[0]
-    remade = ablation.write_table(ablation.Results(rows), tmp_path, grid, command)
+    made_by = next(line for line in shipped_table.splitlines() if line.startswith("Made by"))
+    commands = re.findall(r"`([^`]+)`", made_by)
+    remade = ablation.write_table(ablation.Results(rows), tmp_path, grid, commands)
     assert remade.read_text() == shipped_table
 
     import matplotlib

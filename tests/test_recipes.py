@@ -210,6 +210,26 @@ def test_script_records_its_recipe_stops_on_time_and_resumes(small_data, tmp_pat
                                                               "final"]
 
 
+def test_script_set_types_values_like_the_recipe_field():
+    parse, recipe = _script().parse_setting, recipes.recipe_for()
+    assert parse(recipe, "pre_layer_norm=true") == ("pre_layer_norm", True)
+    assert parse(recipe, "nsp=False") == ("nsp", False)
+    assert parse(recipe, "dropout=0") == ("dropout", 0.0)
+    assert parse(recipe, "mlm_probability=0.15") == ("mlm_probability", 0.15)
+    assert parse(recipe, "vocab_size=4096") == ("vocab_size", 4096)
+    assert parse(recipe, "schedule=cosine") == ("schedule", "cosine")
+    assert parse(recipe, "precision='fp32'") == ("precision", "fp32")
+    assert parse(recipe, "snapshot_steps=(500, 1000)") == ("snapshot_steps", (500, 1000))
+    with pytest.raises(SystemExit, match="true or false"):
+        parse(recipe, "nsp=maybe")
+    with pytest.raises(SystemExit, match="takes a whole number"):
+        parse(recipe, "vocab_size=big")
+    with pytest.raises(SystemExit, match="one of the recipe's fields: .*mlm_probability"):
+        parse(recipe, "mask_rate=0.3")
+    with pytest.raises(SystemExit, match="FIELD=VALUE"):
+        parse(recipe, "dropout")
+
+
 def test_start_run_keeps_the_previous_run(tmp_path):
     run = tmp_path / "05_pretraining"
     assert recipes.start_run(run) == run and run.is_dir()  # a first run: just the folder
