@@ -59,6 +59,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from bertlab import recipes  # noqa: E402  (after the environment above)
 from bertlab.ablation import COLUMNS, best_settings, payoff, read_results  # noqa: E402
 from bertlab.recipes import PretrainingRecipe  # noqa: E402
+from bertlab.train import TimeLimit  # noqa: E402
 
 KEY = ("variant", "step", "eval_kind", "labels", "lr", "probe_c", "seed", "phase")
 
@@ -245,17 +246,7 @@ def check_no_leak(corpus, sentiment=None) -> None:
 # =========================================================================== pretraining
 
 
-class Deadline:
-    """A ``train`` callback (and plain check) that says stop once ``minutes`` have passed."""
-
-    def __init__(self, minutes: float | None):
-        self.at = None if minutes is None else time.monotonic() + 60 * minutes
-
-    def __call__(self, info: dict | None = None) -> bool:
-        return self.at is not None and time.monotonic() >= self.at
-
-
-def pretrain(grid: Grid, variant: Variant, run_dir: Path, deadline: Deadline) -> bool:
+def pretrain(grid: Grid, variant: Variant, run_dir: Path, deadline: TimeLimit) -> bool:
     """Pretrain one variant into ``run_dir`` (resuming a stopped run); True once it is complete.
 
     ``recipes.pretrain`` writes ``step-NNNNNN/`` snapshots, ``final/`` and ``history.csv``; here
@@ -416,7 +407,7 @@ class Evaluator:
 
 def search(grid: Grid, splits: dict, results: Results, variant: str, baseline: str,
            step: int, tokens: int, folder: Path | None, tokenizer_dir: Path,
-           deadline: Deadline) -> bool:
+           deadline: TimeLimit) -> bool:
     """Every validation-only evaluation of one model source; False if the deadline stopped it."""
     evaluator = None
     # random weights differ by seed; a snapshot's frozen features do not: one probe run
@@ -482,7 +473,7 @@ def _predictions_path(out: Path, variant: str, step: int, kind: str, labels: int
 
 
 def evaluate_run(grid: Grid, splits: dict, results: Results, run_dir: Path,
-                 deadline: Deadline) -> bool:
+                 deadline: TimeLimit) -> bool:
     """Search the final model of a finished run (``recipe.json`` + ``final/``) and its
     random-init baseline; False if the deadline stopped it."""
     from transformers import BertTokenizerFast
@@ -613,7 +604,7 @@ def run_grid(grid_name: str, out: Path, *, only: list[str] | None = None,
     out.mkdir(parents=True, exist_ok=True)
     splits = load_sentiment_splits(grid, test=final is not None)
     results = Results(out / "results.csv")
-    deadline = Deadline(minutes)
+    deadline = TimeLimit(minutes)
     complete = True
     for run_dir in evaluate_runs:
         complete = complete and evaluate_run(grid, splits, results, Path(run_dir), deadline)

@@ -36,6 +36,7 @@ _EXPORTS = {
     "seed_everything": "bertlab.profile",
     "train": "bertlab.train",
     "TrainConfig": "bertlab.train",
+    "TimeLimit": "bertlab.train",
     "evaluate": "bertlab.train",
     "predict": "bertlab.train",
     "freeze": "bertlab.train",

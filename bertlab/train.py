@@ -893,6 +893,23 @@ _DATA_SETTINGS = ("batch_size", "grad_accum_steps", "seed", "shuffle", "group_by
                   "drop_last")
 
 
+class TimeLimit:
+    """A ``train`` callback that asks to stop once ``minutes`` have passed (None: never).
+
+    Training then saves its checkpoint and returns, so a long run can be split into sittings:
+    ``train(..., callbacks=[TimeLimit(60)])``, then the same call with ``resume=True``. Called with
+    no argument it is a plain check, for loops of your own; ``reached`` tells why a run ended.
+    """
+
+    def __init__(self, minutes: float | None):
+        self.deadline = None if minutes is None else time.monotonic() + 60 * minutes
+        self.reached = False
+
+    def __call__(self, info: dict | None = None) -> bool:
+        self.reached = self.deadline is not None and time.monotonic() >= self.deadline
+        return self.reached
+
+
 def train(
     model: nn.Module,
     train_data,

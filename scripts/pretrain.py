@@ -109,23 +109,12 @@ def parse_setting(recipe, item: str) -> tuple[str, object]:
         raise SystemExit(f"--set {item!r}: {field} takes {kind} (now {current!r})") from None
 
 
-class TimeLimit:
-    """A ``train`` callback that asks to stop once ``minutes`` have passed (None: never)."""
-
-    def __init__(self, minutes: float | None):
-        self.deadline = None if minutes is None else time.monotonic() + 60 * minutes
-        self.reached = False
-
-    def __call__(self, info: dict) -> bool:
-        self.reached = self.deadline is not None and time.monotonic() >= self.deadline
-        return self.reached
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
     recipe = recipe_from_args(args)
 
     from bertlab import recipes
+    from bertlab.train import TimeLimit
 
     out: Path = args.out
     recorded = out / "recipe.json"

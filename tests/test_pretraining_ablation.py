@@ -205,7 +205,7 @@ def test_a_changed_recipe_does_not_resume_an_old_run(ablation, tmp_path):
     record = {"recipe": ablation.variant_recipe(grid, mask15).to_dict()}
     (tmp_path / "recipe.json").write_text(json.dumps(record))
     with pytest.raises(ValueError, match="another recipe"):
-        ablation.pretrain(grid, baseline, tmp_path, ablation.Deadline(None))
+        ablation.pretrain(grid, baseline, tmp_path, ablation.TimeLimit(None))
 
 
 def test_best_setting_is_chosen_by_mean_validation_accuracy(ablation, tmp_path):

@@ -347,6 +347,21 @@ def test_early_stopping_fires_and_the_best_weights_come_back(on_disk, tmp_path):
         assert kept.loc[kept["last"], "step"].tolist() == [3]
 
 
+def test_time_limit_stops_a_run_that_resumes_later(tmp_path):
+    from bertlab.train import TimeLimit
+
+    assert not TimeLimit(None)() and not TimeLimit(60)()
+    limit = TimeLimit(0)  # already past: stop after the first step, checkpoint saved
+    settings = dict(collate_fn=PaddingCollator(pad_token_id=0), max_steps=6, batch_size=4,
+                    lr=1e-3, checkpoint_dir=tmp_path, progress=False)
+    settings["log_every"] = 1
+    history = train(classifier(), classification_examples(16), callbacks=[limit], **settings)
+    assert limit.reached and history["step"].max() == 1
+    assert list_checkpoints(tmp_path).loc[lambda c: c["last"], "step"].tolist() == [1]
+    history = train(classifier(), classification_examples(16), resume=True, **settings)
+    assert history["step"].max() == 6  # the next sitting finishes the run
+
+
 def test_bf16_autocast_runs_on_cpu(tokenizer):
     dtypes = []
     model = pretraining_model()
