@@ -109,6 +109,7 @@ def _focus() -> Grid:
         Variant("baseline"),
         Variant("no-nsp", {"nsp": False}),
         Variant("pre-ln", {"pre_layer_norm": True}),
+        Variant("pre-ln-no-nsp", {"pre_layer_norm": True, "nsp": False}),  # both levers at once
     )
     return Grid("focus", base, variants, **PROTOCOL)
 
@@ -136,7 +137,6 @@ def _levers() -> Grid:
         Variant("lr3e-3", {"lr": 3e-3}),
         Variant("seq32", {"max_seq_length": 32, "batch_size": 128}),  # same tokens per step
         Variant("seq128", {"max_seq_length": 128, "batch_size": 32}),
-        Variant("pre-ln-no-nsp", {"pre_layer_norm": True, "nsp": False}),
         # a new vocabulary or size brings its own random-init baseline (about 15 more minutes)
         Variant("vocab4096", {"vocab_size": 4096}),
         Variant("vocab16384", {"vocab_size": 16384}),

@@ -9,7 +9,8 @@ turns those rows into the answer:
 * :func:`read_results` reads the file (or the harness's rows) into a typed ``DataFrame``;
 * :func:`best_settings` keeps, per cell, the setting with the best mean validation accuracy;
 * :func:`payoff` puts each snapshot beside its random-init baseline: the gain in points;
-* :func:`plot_payoff` draws the gain against the tokens pretrained on.
+* :func:`plot_payoff` draws the gain against the tokens pretrained on;
+* :func:`plot_levers` compares the variants at their largest budget, one bar each.
 
 The course ships the results of its own grids (:func:`shipped_results`), so notebook 05b shows
 them without re-running hours of pretraining.
@@ -24,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["COLUMNS", "best_settings", "payoff", "plot_payoff", "read_results",
+__all__ = ["COLUMNS", "best_settings", "payoff", "plot_levers", "plot_payoff", "read_results",
            "shipped_results"]
 
 #: The columns of ``results.csv``, in order.
@@ -91,14 +92,14 @@ def payoff(best: pd.DataFrame) -> pd.DataFrame:
             .drop(columns="_order").reset_index(drop=True))
 
 
-def plot_payoff(table: pd.DataFrame, ax=None):
+def plot_payoff(table: pd.DataFrame, ax=None, variants: list[str] | None = None):
     """Gain over random init (points) against tokens pretrained on: one panel per evaluation
     (fine-tuning or probe, by label count; two panels a row), one line per variant; error bars
-    are the pretrained side's std over seeds. ``ax``: axes to draw into, one per panel.
-    Returns the figure."""
+    are the pretrained side's std over seeds. ``ax``: axes to draw into, one per panel;
+    ``variants``: the lines to draw (default: all). Returns the figure."""
     import matplotlib.pyplot as plt
 
-    pretrained = table[table["step"] > 0]
+    pretrained = _pretrained(table, variants)
     panels = sorted(pretrained.groupby(["eval_kind", "labels"]).groups, key=lambda k: (k[0], -k[1]))
     if ax is None:
         columns = min(len(panels), 2)
@@ -109,6 +110,7 @@ def plot_payoff(table: pd.DataFrame, ax=None):
     else:
         axes = np.atleast_1d(ax).ravel()
         fig = axes[0].figure
+    colours = _colours(table.loc[table["step"] > 0, "variant"])
     for axis, (kind, labels) in zip(axes, panels, strict=True):
         cell = pretrained[(pretrained["eval_kind"] == kind) & (pretrained["labels"] == labels)]
         for name, rows in cell.groupby("variant", sort=False):
@@ -116,7 +118,8 @@ def plot_payoff(table: pd.DataFrame, ax=None):
             x = np.concatenate([[0], rows["tokens_seen"] / 1e6])
             y = np.concatenate([[0], rows["gain"]])
             spread = np.concatenate([[0], 100 * rows["std"].fillna(0)])
-            axis.errorbar(x, y, yerr=spread, marker="o", capsize=3, label=name)
+            axis.errorbar(x, y, yerr=spread, marker="o", capsize=3, label=name,
+                          color=colours[name])
         axis.axhline(0, color="grey", lw=1)
         axis.axhline(2, color="grey", lw=1, ls=":")  # issue 9's target: +2 points
         what = "fine-tuning" if kind == "finetune" else "linear probe"
@@ -126,3 +129,56 @@ def plot_payoff(table: pd.DataFrame, ax=None):
     axes[0].legend(fontsize="small")
     fig.tight_layout()
     return fig
+
+
+def plot_levers(table: pd.DataFrame, eval_kind: str = "finetune", labels: int | None = None,
+                ax=None, variants: list[str] | None = None):
+    """One bar per variant: its gain over random init at its largest budget, in one evaluation
+    (``labels``: default the most), sorted, with the std over seeds and the tokens read. The
+    ablation table at a glance. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    pretrained = _pretrained(table, variants)
+    pretrained = pretrained[pretrained["eval_kind"] == eval_kind]
+    if labels is None:
+        labels = pretrained["labels"].max()
+    cell = pretrained[pretrained["labels"] == labels]
+    if cell.empty:
+        raise ValueError(f"no {eval_kind} rows with {labels} labels; the table has "
+                         f"{sorted(set(pretrained['labels']))}")
+    last = cell.loc[cell.groupby("variant", sort=False)["tokens_seen"].idxmax()]
+    last = last.sort_values("gain")
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(8, 0.38 * len(last) + 1.2))
+    fig = ax.figure
+    colours = _colours(table.loc[table["step"] > 0, "variant"])
+    names = [f"{v} ({t / 1e6:.0f} M tokens)" for v, t in zip(last["variant"], last["tokens_seen"],
+                                                           strict=True)]
+    ax.barh(names, last["gain"], xerr=100 * last["std"].fillna(0), capsize=3,
+            color=[colours[v] for v in last["variant"]])
+    ax.axvline(0, color="grey", lw=1)
+    ax.axvline(2, color="grey", lw=1, ls=":")  # issue 9's target: +2 points
+    what = "fine-tuning" if eval_kind == "finetune" else "linear probe"
+    ax.set(xlabel="gain over random init (points)",
+           title=f"{what}, {labels:,} labels, each variant at its largest budget")
+    fig.tight_layout()
+    return fig
+
+
+def _pretrained(table: pd.DataFrame, variants: list[str] | None) -> pd.DataFrame:
+    pretrained = table[table["step"] > 0]
+    if variants is not None:
+        unknown = sorted(set(variants) - set(pretrained["variant"]))
+        if unknown:
+            raise ValueError(f"no rows for variant(s) {unknown}; the table has "
+                             f"{list(dict.fromkeys(pretrained['variant']))}")
+        pretrained = pretrained[pretrained["variant"].isin(variants)]
+    return pretrained
+
+
+def _colours(names: pd.Series) -> dict[str, tuple]:
+    """One colour per variant, the same in every figure drawn from one table."""
+    import matplotlib
+
+    palette = matplotlib.colormaps["tab10"].colors + matplotlib.colormaps["Dark2"].colors
+    return {name: palette[i % len(palette)] for i, name in enumerate(dict.fromkeys(names))}

@@ -239,7 +239,9 @@ def test_shipped_table_is_what_the_harness_makes_of_the_shipped_rows(ablation, t
     import matplotlib
 
     matplotlib.use("Agg")
-    from bertlab.ablation import best_settings, payoff, plot_payoff, read_results
+    import matplotlib.pyplot as plt
+
+    from bertlab.ablation import best_settings, payoff, plot_levers, plot_payoff, read_results
 
     table = payoff(best_settings(read_results(rows)))
     variants = [v.name for v in grid.variants]
@@ -247,5 +249,17 @@ def test_shipped_table_is_what_the_harness_makes_of_the_shipped_rows(ablation, t
     assert table.loc[table["step"] > 0, "gain"].notna().all()
     fig = plot_payoff(table)  # fine-tuning and probe, all labels and 1,000: four panels
     assert len(fig.axes) == 4 and all(len(a.lines) >= len(variants) for a in fig.axes)
+    plt.close(fig)
+    fig = plot_levers(table)  # one bar per variant, sorted by gain
+    bars = fig.axes[0].patches
+    assert len(bars) == table.loc[table["step"] > 0, "variant"].nunique()
+    assert [b.get_width() for b in bars] == sorted(b.get_width() for b in bars)
+    plt.close(fig)
+    assert len(plot_payoff(table, variants=variants[:2]).axes[0].lines) >= 2
+    with pytest.raises(ValueError, match=r"no rows for variant\(s\) \['nope'\]"):
+        plot_payoff(table, variants=["nope"])
+    with pytest.raises(ValueError, match="no probe rows with 7 labels"):
+        plot_levers(table, "probe", 7)
+    plt.close("all")
     with pytest.raises(FileNotFoundError, match="ships 'focus'"):
         shipped_results("nope")
