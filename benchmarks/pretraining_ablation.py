@@ -538,8 +538,8 @@ def write_table(results: Results, out: Path, grid: Grid, commands: list[str]) ->
 def grid_commands(frame, grid_name: str, out: Path) -> list[str]:
     """The commands of the grids whose variants have rows here (grids may share a folder)."""
     present = set(frame["variant"]) if len(frame) else set()
-    names = [name for name, make in GRIDS.items() if name == grid_name or name != "smoke" and
-             any(v.name in present for v in make().variants if v.name != "baseline")]
+    names = [name for name, make in GRIDS.items() if name == grid_name or (name != "smoke" and any(
+             v.name in present for v in make().variants if v.name != "baseline"))]
     return [f"python benchmarks/pretraining_ablation.py --grid {name} --out {out}"
             for name in names]
 
