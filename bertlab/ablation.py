@@ -71,8 +71,7 @@ def best_settings(frame: pd.DataFrame) -> pd.DataFrame:
              .groupby([*CELL, "setting"])["val_accuracy"].agg(mean="mean", std="std", runs="count")
              .reset_index())
     best = stats.loc[stats.groupby(CELL)["mean"].idxmax()]  # ties: the smallest setting
-    first_seen = {name: i for i, name in enumerate(dict.fromkeys(frame["variant"]))}
-    best = best.sort_values("variant", key=lambda names: names.map(first_seen), kind="stable")
+    best = best.sort_values("variant", key=_first_seen(frame["variant"]), kind="stable")
     return best.reset_index(drop=True)
 
 
@@ -86,8 +85,7 @@ def payoff(best: pd.DataFrame) -> pd.DataFrame:
     table["random_init"] = [baseline.get(key, np.nan) for key in keys]
     table.loc[table["step"] == 0, "random_init"] = np.nan
     table["gain"] = 100 * (table["mean"] - table["random_init"])
-    order = {name: i for i, name in enumerate(dict.fromkeys(best["variant"]))}
-    table["_order"] = table["variant"].map(order)
+    table["_order"] = _first_seen(best["variant"])(table["variant"])
     return (table.sort_values(["_order", "step", "eval_kind", "labels"])
             .drop(columns="_order").reset_index(drop=True))
 
@@ -163,6 +161,12 @@ def plot_levers(table: pd.DataFrame, eval_kind: str = "finetune", labels: int | 
            title=f"{what}, {labels:,} labels, each variant at its largest budget")
     fig.tight_layout()
     return fig
+
+
+def _first_seen(names: pd.Series):
+    """A sort key: each variant's position of first appearance in ``names``."""
+    order = {name: i for i, name in enumerate(dict.fromkeys(names))}
+    return lambda column: column.map(order)
 
 
 def _pretrained(table: pd.DataFrame, variants: list[str] | None) -> pd.DataFrame:
