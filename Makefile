@@ -2,11 +2,17 @@
 VENV    := .venv
 PY      := $(VENV)/bin/python
 NBVAL   := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
+# Another CPU, simulated: PyTorch, MKL and oneDNN capped at AVX2 (no AVX-512, no AMX), one thread.
+AVX2    := ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 ONEDNN_MAX_CPU_ISA=AVX2 \
+           OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+# The notebooks whose outputs come from training runs (07 reads 05's model); override to pick.
+TRAINING_NOTEBOOKS ?= notebooks/05_pretraining.ipynb notebooks/06_sentiment_finetuning.ipynb \
+                      notebooks/07_attention_visualisation.ipynb
 
-.PHONY: help setup lab test unit notebooks lint course slides colab
+.PHONY: help setup lab test unit notebooks test-avx2 lint course slides colab
 
 help:  ## list the commands
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-10s %s\n", $$1, $$2}'
 
 setup:  ## create or update .venv (CPU PyTorch without a GPU) and fetch the offline data
 	@bash scripts/setup.sh
@@ -22,6 +28,9 @@ unit: setup  ## only the unit tests (fast)
 
 notebooks: setup  ## only strict nbval over the notebooks
 	$(PY) -m pytest $(NBVAL) notebooks
+
+test-avx2: setup  ## strict nbval over the notebooks that train, as on an AVX2 laptop with one thread
+	$(AVX2) $(PY) -m pytest $(NBVAL) $(TRAINING_NOTEBOOKS)
 
 lint: setup  ## ruff over the package, tests and notebooks
 	$(VENV)/bin/ruff check .

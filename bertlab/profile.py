@@ -4,6 +4,10 @@
 is the profile whose outputs are committed and checked by nbval. ``gpu`` trains
 bigger models for longer; it is chosen automatically when CUDA is available
 (e.g. in Colab). Set ``BERTLAB_PROFILE=cpu|gpu`` or pass ``name=`` to override.
+
+The cpu profile trains in float32: bf16 autocast is slower than float32 on most CPUs, and a
+training run's figures must not depend on whether the learner's CPU has bf16 arithmetic.
+``BERTLAB_SEED`` replaces every notebook's seed, to see how far a figure moves between runs.
 """
 
 from __future__ import annotations
@@ -22,10 +26,17 @@ PROFILES = ("cpu", "gpu")
 
 @dataclass(frozen=True)
 class Profile:
-    """The chosen scale. ``name`` is "cpu" or "gpu"; ``device`` where tensors go."""
+    """The chosen scale. ``name`` is "cpu" or "gpu"; ``device`` where tensors go; ``seed`` the
+    seed of every run in the notebook; ``precision`` what training runs compute in."""
 
     name: str
     device: str
+    seed: int = 0
+
+    @property
+    def precision(self) -> str:
+        """"fp32" on the cpu profile (portable figures); "auto" (bf16 or fp16) on a GPU."""
+        return "auto" if self.is_gpu else "fp32"
 
     @property
     def is_gpu(self) -> bool:
@@ -36,7 +47,7 @@ class Profile:
         return gpu if self.is_gpu else cpu
 
 
-def get_profile(name: str | None = None) -> Profile:
+def get_profile(name: str | None = None, seed: int = 0) -> Profile:
     """Resolve the run profile: argument, then ``$BERTLAB_PROFILE``, then the hardware."""
     name = name or os.environ.get("BERTLAB_PROFILE") or "auto"
     name = name.strip().lower()
@@ -50,7 +61,7 @@ def get_profile(name: str | None = None) -> Profile:
             "The 'gpu' profile needs a CUDA GPU, and torch sees none. In Colab choose "
             "Runtime > Change runtime type > GPU; elsewhere set BERTLAB_PROFILE=cpu."
         )
-    return Profile(name=name, device="cuda" if name == "gpu" else "cpu")
+    return Profile(name=name, device="cuda" if name == "gpu" else "cpu", seed=seed)
 
 
 def seed_everything(seed: int = 0) -> None:
@@ -64,8 +75,10 @@ def seed_everything(seed: int = 0) -> None:
 def setup(seed: int = 0, profile: str | None = None) -> Profile:
     """First cell of every notebook: seeds, profile, quiet libraries, plot style.
 
-    Prints one line saying which profile runs, and returns it.
+    ``$BERTLAB_SEED``, when set, replaces ``seed``. Prints one line saying which profile runs,
+    and returns it.
     """
+    seed = _seed_from_environment(seed)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the course never waits on the hub
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import matplotlib
@@ -94,6 +107,17 @@ def setup(seed: int = 0, profile: str | None = None) -> Profile:
         "font.size": 10,
     })
     seed_everything(seed)
-    chosen = get_profile(profile)
+    chosen = get_profile(profile, seed=seed)
     print(f"bertlab profile: {chosen.name} (device {chosen.device}), seed {seed}")
     return chosen
+
+
+def _seed_from_environment(seed: int) -> int:
+    value = os.environ.get("BERTLAB_SEED", "").strip()
+    if not value:
+        return seed
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"BERTLAB_SEED={value!r} is not an integer; set e.g. BERTLAB_SEED=1, "
+                         "or unset it to use the notebook's own seed") from None

@@ -5,8 +5,8 @@
 
 ``train`` works with any ``nn.Module`` that takes a batch's tensors as keyword arguments and
 returns an object with ``.loss`` (the bertlab models and Hugging Face models both do). It
-chooses the device (CUDA, then Apple MPS, then CPU) and the precision (bf16 where the hardware
-has it, fp16 with a gradient scaler on older GPUs), accumulates gradients, clips them, follows a
+chooses the device (CUDA, then Apple MPS, then CPU) and the precision (bf16 where it is faster:
+GPUs that have it and CPUs with AMX; fp16 with a gradient scaler on older GPUs), accumulates gradients, clips them, follows a
 warm-up-then-decay learning-rate schedule, evaluates every ``eval_every`` steps and at the end,
 stops early when the validation metric stalls, and returns the history as a ``pandas.DataFrame``.
 
@@ -215,24 +215,32 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     return parsed
 
 
-def cpu_has_native_bf16() -> bool:
-    """True when this CPU computes in bfloat16 natively (AVX512-BF16 or AMX), where it is faster."""
-    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
-    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+def cpu_bf16_is_faster() -> bool:
+    """True where bf16 autocast beats float32 on this CPU: AMX tiles, used by torch's kernels.
+
+    Measured (benchmarks/README.md): with AMX a pretraining step is ~1.5x faster in bf16; with
+    AVX512-BF16 alone (Intel without AMX, AMD Zen 4) it is ~1.2x *slower*; with AVX2 alone bf16
+    matrix products are emulated, ~70x slower. The instruction set is the one torch reports, so
+    ``ATEN_CPU_CAPABILITY=avx2`` (a stand-in for another CPU) also gets that CPU's precision.
+    """
+    if torch.backends.cpu.get_cpu_capability() != "AVX512":
+        return False
+    return bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
     """Turn ``"auto"`` into ``"bf16"``, ``"fp16"`` or ``"fp32"`` for ``device``; check the others.
 
     bf16 keeps float32's range, so it needs no loss scaling: used on GPUs that have it and on CPUs
-    with native bf16 arithmetic. fp16 (with a gradient scaler) is for older GPUs such as the T4.
+    where it is faster (AMX, see ``cpu_bf16_is_faster``). fp16 (with a gradient scaler) is for
+    older GPUs such as the T4.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     if precision == "auto":
         if device.type == "cuda":
             return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        if device.type == "cpu" and cpu_has_native_bf16():
+        if device.type == "cpu" and cpu_bf16_is_faster():
             return "bf16"
         return "fp32"
     if precision == "fp16" and device.type == "cpu":

@@ -38,6 +38,44 @@ def test_seed_everything_repeats():
 
 def test_setup_prints_one_line(capsys, monkeypatch):
     monkeypatch.delenv("BERTLAB_PROFILE", raising=False)
+    monkeypatch.delenv("BERTLAB_SEED", raising=False)
     profile = setup(seed=1, profile="cpu")
     assert profile.name == "cpu"
     assert capsys.readouterr().out == "bertlab profile: cpu (device cpu), seed 1\n"
+
+
+def test_seed_everything_repeats_python_numpy_and_torch():
+    import random
+
+    import numpy as np
+
+    def draw():
+        return random.random(), np.random.rand(), torch.rand(1).item()
+
+    seed_everything(5)
+    first = draw()
+    seed_everything(5)
+    assert draw() == first
+    seed_everything(6)
+    assert all(a != b for a, b in zip(draw(), first, strict=True))
+
+
+def test_bertlab_seed_replaces_the_notebook_seed(capsys, monkeypatch):
+    monkeypatch.setenv("BERTLAB_SEED", "7")
+    profile = setup(seed=0, profile="cpu")
+    assert profile.seed == 7
+    assert capsys.readouterr().out.endswith("seed 7\n")
+    monkeypatch.setenv("BERTLAB_SEED", "seven")
+    with pytest.raises(ValueError, match="BERTLAB_SEED='seven' is not an integer"):
+        setup(seed=0, profile="cpu")
+
+
+def test_cpu_profile_trains_in_float32_and_the_recipe_follows_the_profile(monkeypatch):
+    from bertlab.recipes import recipe_for
+
+    monkeypatch.delenv("BERTLAB_SEED", raising=False)
+    cpu = get_profile("cpu", seed=3)
+    assert (cpu.precision, cpu.seed) == ("fp32", 3)
+    recipe = recipe_for(cpu)
+    assert (recipe.precision, recipe.seed) == ("fp32", 3)
+    assert recipe_for(None).precision == "fp32"

@@ -253,8 +253,11 @@ def test_shipped_long_run_is_complete_and_loads_in_both_libraries():
     run = recipes.LONG_RUN_DIR
     recipe = recipes.PretrainingRecipe.from_dict(json.loads((run / "recipe.json").read_text())["recipe"])
     cpu = recipes.recipe_for(None)
+    # the course recipe, longer (and made in bf16 on an Intel CPU, before the cpu profile
+    # switched to float32 on every CPU)
+    assert recipe.precision == "auto"
     assert recipe.replace(max_steps=cpu.max_steps, eval_every=cpu.eval_every,
-                          snapshot_steps=cpu.snapshot_steps) == cpu  # the course recipe, longer
+                          snapshot_steps=cpu.snapshot_steps, precision="fp32") == cpu
     summary = json.loads((run / "summary.json").read_text())
     last = pd.read_csv(run / "history.csv").dropna(subset=["eval_mlm_loss"]).iloc[-1]
     assert summary["step"] == recipe.max_steps == int(last["step"])

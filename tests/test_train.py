@@ -20,6 +20,7 @@ from bertlab.metrics import PretrainingMetrics
 from bertlab.model import BertForPreTraining, BertForSequenceClassification
 from bertlab.train import (
     TrainConfig,
+    cpu_bf16_is_faster,
     epoch_batches,
     evaluate,
     freeze,
@@ -376,11 +377,44 @@ def test_bf16_autocast_runs_on_cpu(tokenizer):
     assert all(p.dtype == torch.float32 for p in model.parameters())  # master weights stay fp32
 
 
-def test_device_and_precision_choice():
+def _stub_cpu(monkeypatch, capability: str, amx: bool) -> None:
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+
+
+@pytest.mark.parametrize("capability, amx, expected", [
+    ("AVX512", True, "bf16"),  # AMX tiles: bf16 autocast is faster
+    ("AVX512", False, "fp32"),  # AVX512-BF16 without AMX: bf16 is slower
+    ("AVX2", True, "fp32"),  # ATEN_CPU_CAPABILITY=avx2 on an AMX machine: like an AVX2 CPU
+    ("AVX2", False, "fp32"),
+    ("DEFAULT", False, "fp32"),  # Apple silicon and other ARM CPUs
+])
+def test_auto_precision_on_cpu_follows_what_torch_reports(monkeypatch, capability, amx, expected):
+    _stub_cpu(monkeypatch, capability, amx)
+    assert cpu_bf16_is_faster() == (expected == "bf16")
+    assert resolve_precision("auto", torch.device("cpu")) == expected
+    assert resolve_precision("fp32", torch.device("cpu")) == "fp32"  # an explicit choice stays
+
+
+def test_auto_precision_on_cuda(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: False)
+    assert resolve_precision("auto", torch.device("cuda")) == "fp16"  # e.g. a T4
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)
+    assert resolve_precision("auto", torch.device("cuda")) == "bf16"
+
+
+def test_device_choice(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert resolve_device(None) == torch.device("cpu")
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert resolve_device(None) == torch.device("mps")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device(None) == torch.device("cuda")
     assert resolve_device("cpu") == torch.device("cpu")
-    assert resolve_device(None).type in {"cuda", "mps", "cpu"}
-    assert resolve_precision("fp32", torch.device("cpu")) == "fp32"
-    assert resolve_precision("auto", torch.device("cpu")) in {"bf16", "fp32"}
+
+
+def test_precision_errors():
     with pytest.raises(ValueError, match="needs a GPU"):
         resolve_precision("fp16", torch.device("cpu"))
     if not torch.cuda.is_available():

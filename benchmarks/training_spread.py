@@ -1,0 +1,257 @@
+"""How far the course's training-derived figures move between runs: seeds, CPUs and threads.
+
+A training run's figures depend on the arithmetic of the CPU it runs on (AVX-512 or AVX2, bf16
+or not, one thread or several change the last bits of a matrix product, and a whole trajectory
+amplifies them) and on the seed. The notebooks therefore print those figures for the learner but
+nbval does not compare them; each is checked by an assertion whose band must hold on every
+machine. This script measures the spread those bands are taken from: it executes the notebooks
+that train (05, 06 and 07, which reads 05's model) under several configurations, reads every
+figure out of the notebook's own variables, and writes a table of min and max beside the band
+each notebook asserts.
+
+    python benchmarks/training_spread.py run                      # every configuration below
+    python benchmarks/training_spread.py run --isa avx2 --threads 1 --seeds 0 1 2 --jobs 2
+    python benchmarks/training_spread.py table                    # -> benchmarks/spread.md
+
+A configuration is a seed (``BERTLAB_SEED``), a thread count (``OMP_NUM_THREADS``) and an
+instruction set: ``native``, or ``avx2``, which caps PyTorch, MKL and oneDNN at AVX2 (a cheap
+stand-in for a laptop without AVX-512 or AMX). Each run writes ``benchmarks/spread/<config>.json``;
+``table`` reads them all. A configuration takes about as long as the three notebooks (20-30 min
+on 2 cores); ``--jobs 2 --threads 1`` runs two at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "spread"
+TABLE = ROOT / "benchmarks" / "spread.md"
+
+#: Environment that makes PyTorch, MKL and oneDNN use AVX2 kernels only.
+AVX2_CAPS = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+             "ONEDNN_MAX_CPU_ISA": "AVX2"}
+
+#: The configurations ``run`` measures by default: (instruction set, threads, seed).
+DEFAULT_CONFIGS = [("native", 2, s) for s in (0, 1, 2)] + [("avx2", 1, s) for s in (0, 1, 2)]
+
+# Each figure: (notebook, name, expression evaluated in the notebook's namespace after its run,
+# band the notebook asserts or None when it is printed only). An expression may give a number, a
+# bool or a dict of them (one figure per key).
+FIGURES = [
+    ("05_pretraining", "training MLM loss", 'final["train_mlm_loss"]', None),
+    ("05_pretraining", "held-out MLM loss", 'final["eval_mlm_loss"]', (5.5, 6.4)),
+    ("05_pretraining", "held-out MLM accuracy", 'final["eval_mlm_accuracy"]', (0.11, 0.20)),
+    ("05_pretraining", "held-out NSP accuracy", 'final["eval_nsp_accuracy"]', (0.4, 0.7)),
+    ("05_pretraining", "left the unigram plateau at step", "escape", (200, 700)),
+    ("06_sentiment_finetuning", "MiniLM pretrained, validation",
+     'minilm_history.attrs["best_metric"]', None),
+    ("06_sentiment_finetuning", "MiniLM random init, validation",
+     'minilm_random_history.attrs["best_metric"]', None),
+    ("06_sentiment_finetuning", "tiny sweep, validation",
+     '{f"{r.init} {r.lr:.0e}": r.val_accuracy for r in sweep.itertuples()}', None),
+    ("06_sentiment_finetuning", "tiny random init: best minus 2e-5",
+     "random_start.max() - random_start[2e-5]", (0.05, 1.0)),
+    ("06_sentiment_finetuning", "test accuracy", 'table["accuracy"].to_dict()', None),
+    ("06_sentiment_finetuning", "test accuracy, all-MiniLM-L6-v2", "minilm_accuracy", (80.0, 100)),
+    ("06_sentiment_finetuning", "MiniLM pretrained minus random, low end of 95% CI",
+     "100 * minilm_gain[1]", (0.0, 100)),
+    ("06_sentiment_finetuning", "MiniLM minus TF-IDF, test points",
+     'minilm_accuracy - table.loc["TF-IDF + logistic regression", "accuracy"]', (0.0, 100)),
+    ("06_sentiment_finetuning", "freezing, validation %", "accuracy", None),
+    ("06_sentiment_finetuning", "full fine-tuning minus frozen encoder, points",
+     'accuracy["full fine-tuning"] - accuracy["whole encoder frozen"]', (0.0, 100)),
+    ("06_sentiment_finetuning", "linear probe, validation",
+     'curve["linear probe"].to_dict()', None),
+    ("06_sentiment_finetuning", "unpaired / paired interval width",
+     "{k: u / p for k, (u, p) in widths.items()}", None),
+    ("06_sentiment_finetuning", "validation mistakes of MiniLM", "int(wrong.sum())", None),
+    ("07_attention_visualisation", "ours: mean entropy (bits)",
+     'summaries["ours (05)"][0].entropy.mean()', None),
+    ("07_attention_visualisation", "ours: per layer",
+     '{f"{k} layer {i}": v for k, col in layers.loc["ours (05)"].items() '
+     'for i, v in col.items()}', None),
+    ("07_attention_visualisation", "claim holds",
+     "{k: float(v) for k, v in {**checks, **ours_checks}.items()}",
+     None),
+    ("07_attention_visualisation", "largest [CLS] share of any head", "sink", None),
+]
+NOTEBOOKS = list(dict.fromkeys(notebook for notebook, *_ in FIGURES))
+
+
+def config_name(isa: str, threads: int, seed: int) -> str:
+    return f"{isa}-threads{threads}-seed{seed}"
+
+
+# =========================================================================== measuring
+
+
+def run_config(isa: str, threads: int, seed: int, keep: Path | None = None) -> Path:
+    """Execute the notebooks in a fresh process with this configuration's environment.
+
+    With ``keep``, the executed notebooks and the training runs stay in ``keep/<config>/``.
+    """
+    name = config_name(isa, threads, seed)
+    env = {**os.environ, "BERTLAB_SEED": str(seed), "OMP_NUM_THREADS": str(threads),
+           "MKL_NUM_THREADS": str(threads)}
+    env.update(AVX2_CAPS if isa == "avx2" else {})
+    command = [sys.executable, __file__, "worker", name]
+    if keep is not None:
+        folder = Path(keep).resolve() / name
+        env["BERTLAB_RUNS_DIR"] = str(folder / "runs")
+        subprocess.run([*command, "--keep", str(folder)], env=env, check=True)
+    else:
+        with tempfile.TemporaryDirectory(prefix=f"spread-{name}-") as runs:
+            env["BERTLAB_RUNS_DIR"] = runs  # each configuration trains into its own folder
+            subprocess.run(command, env=env, check=True)
+    return RESULTS / f"{name}.json"
+
+
+def worker(name: str, keep: Path | None = None) -> None:
+    """In the configured process: run each notebook, then read its figures and its errors."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    record = {"config": name, "machine": platform.processor() or platform.machine(),
+              "figures": {}, "errors": [], "minutes": {}}
+    for notebook in NOTEBOOKS:
+        path = ROOT / "notebooks" / f"{notebook}.ipynb"
+        nb = nbformat.read(path, as_version=4)
+        figures = [(label, expr) for nb_name, label, expr, _ in FIGURES if nb_name == notebook]
+        nb.cells.append(nbformat.v4.new_code_cell(_figure_cell(figures)))
+        started = time.perf_counter()
+        NotebookClient(nb, timeout=None, kernel_name="python3", allow_errors=True,
+                       resources={"metadata": {"path": str(path.parent)}}).execute()
+        record["minutes"][notebook] = round((time.perf_counter() - started) / 60, 2)
+        for index, cell in enumerate(nb.cells[:-1]):  # the last cell is ours
+            for output in cell.get("outputs", []):
+                if output.output_type == "error":
+                    record["errors"].append({"notebook": notebook, "cell": index,
+                                             "error": f"{output.ename}: {output.evalue}"[:300]})
+        printed = "".join(o.get("text", "") for o in nb.cells.pop().outputs if o.output_type == "stream")
+        if keep is not None:
+            Path(keep).mkdir(parents=True, exist_ok=True)
+            nbformat.write(nb, Path(keep) / path.name)
+        for label, value in json.loads(printed.strip().splitlines()[-1]).items():
+            record["figures"][f"{notebook}: {label}"] = value
+        print(f"{name}: {notebook} in {record['minutes'][notebook]} min", flush=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(record, indent=1) + "\n")
+
+
+def _figure_cell(figures: list[tuple[str, str]]) -> str:
+    """Code that prints {figure: value} as one JSON line (None where the expression fails)."""
+    lines = ["import json as _json", "_figures = {}"]
+    for label, expr in figures:
+        lines += ["try:", f"    _value = {expr}",
+                  "    if hasattr(_value, 'items'):",
+                  f"        _figures.update({{f'{label} [{{k}}]': float(v) for k, v in _value.items()}})",
+                  "    else:", f"        _figures[{label!r}] = float(_value)",
+                  "except Exception:", f"    _figures[{label!r}] = None"]
+    lines.append("print(_json.dumps(_figures))")
+    return "\n".join(lines)
+
+
+# =========================================================================== the table
+
+
+def band_of(figure: str):
+    for notebook, label, _, band in FIGURES:
+        if figure == f"{notebook}: {label}":
+            return band
+    return None
+
+
+def write_table() -> str:
+    records = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))]
+    if not records:
+        raise SystemExit(f"no measurements in {RESULTS}; run `{Path(__file__).name} run` first")
+    names = [r["config"] for r in records]
+    figures = list(dict.fromkeys(f for r in records for f in r["figures"]))
+    lines = [
+        "# Spread of the training-derived figures",
+        "",
+        f"Made by `python benchmarks/training_spread.py table` from {len(records)} runs of the "
+        "notebooks that train (05, 06, 07), one per configuration: "
+        + ", ".join(f"`{n}`" for n in names) + ". `avx2` caps PyTorch, MKL and oneDNN at AVX2 "
+        "(`ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 ONEDNN_MAX_CPU_ISA=AVX2`); "
+        f"machine: {records[0]['machine']}, {os.cpu_count()} cores.",
+        "",
+        "A notebook prints each figure but nbval does not compare it; where the notebook asserts "
+        "a band, the band is shown and must hold in every run (`ok`).",
+        "",
+        "| figure | " + " | ".join(f"`{n}`" for n in names) + " | min | max | band asserted |",
+        "| --- | " + " | ".join("---:" for _ in names) + " | ---: | ---: | --- |",
+    ]
+    for figure in figures:
+        values = [r["figures"].get(figure) for r in records]
+        measured = [v for v in values if v is not None and not math.isnan(v)]
+        band = band_of(figure)
+        verdict = ""
+        if band is not None:
+            inside = all(band[0] <= v <= band[1] for v in measured) and len(measured) == len(values)
+            verdict = f"[{_fmt(band[0])}, {_fmt(band[1])}] " + ("ok" if inside else "**VIOLATED**")
+        lo, hi = (_fmt(min(measured)), _fmt(max(measured))) if measured else ("-", "-")
+        lines.append(f"| {figure} | " + " | ".join(_fmt(v) for v in values)
+                     + f" | {lo} | {hi} | {verdict} |")
+    lines += ["", "Minutes per notebook:", "",
+              "| notebook | " + " | ".join(f"`{n}`" for n in names) + " |",
+              "| --- | " + " | ".join("---:" for _ in names) + " |"]
+    for notebook in NOTEBOOKS:
+        lines.append(f"| {notebook} | "
+                     + " | ".join(_fmt(r["minutes"].get(notebook)) for r in records) + " |")
+    errors = [(r["config"], e) for r in records for e in r["errors"]]
+    lines += ["", "Errors (a failed assertion is a band or claim that does not hold):", ""]
+    lines += [f"- `{c}` {e['notebook']} cell {e['cell']}: {e['error']}" for c, e in errors] or ["- none"]
+    TABLE.write_text("\n".join(lines) + "\n")
+    return "\n".join(lines)
+
+
+def _fmt(value) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if float(value).is_integer() and abs(value) >= 10:
+        return f"{int(value):,}"
+    return f"{value:.3f}" if abs(value) < 10 else f"{value:.1f}"
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="measure configurations (default: all of them)")
+    run.add_argument("--isa", choices=["native", "avx2"])
+    run.add_argument("--threads", type=int)
+    run.add_argument("--seeds", type=int, nargs="+")
+    run.add_argument("--jobs", type=int, default=1, help="configurations run at once")
+    run.add_argument("--keep", type=Path, help="keep executed notebooks and runs in KEEP/<config>/")
+    commands.add_parser("table", help=f"write {TABLE.relative_to(ROOT)} from the measurements")
+    internal = commands.add_parser("worker")  # one configuration, in its own environment
+    internal.add_argument("name")
+    internal.add_argument("--keep", type=Path)
+    args = parser.parse_args(argv)
+    if args.command == "worker":
+        return worker(args.name, args.keep)
+    if args.command == "table":
+        return print(write_table())
+    configs = [c for c in DEFAULT_CONFIGS if (args.isa in (None, c[0]))
+               and (args.threads in (None, c[1])) and (args.seeds is None or c[2] in args.seeds)]
+    if args.isa and args.threads and args.seeds:  # any combination, not only the defaults
+        configs = [(args.isa, args.threads, s) for s in args.seeds]
+    with ThreadPoolExecutor(args.jobs) as pool:
+        for path in pool.map(lambda c: run_config(*c, keep=args.keep), configs):
+            print("wrote", path.relative_to(ROOT), flush=True)
+    print(write_table())
+
+
+if __name__ == "__main__":
+    main()
