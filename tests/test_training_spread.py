@@ -42,7 +42,8 @@ def test_every_figure_reads_names_its_notebook_defines(notebook):
         used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
         missing = used - defined - bound - set(dir(builtins))
         assert not missing, f"{notebook}: figure {label!r} reads {sorted(missing)}, not defined there"
-        assert band is None or band[0] < band[1]
+        bands = band.values() if isinstance(band, dict) else [band]
+        assert all(b is None or b[0] < b[1] for b in bands)
 
 
 def test_figure_cell_prints_numbers_dicts_and_none_for_failures(capsys):
