@@ -143,7 +143,12 @@ def worker(name: str, keep: Path | None = None) -> None:
         if keep is not None:
             Path(keep).mkdir(parents=True, exist_ok=True)
             nbformat.write(nb, Path(keep) / path.name)
-        for label, value in json.loads(printed.strip().splitlines()[-1]).items():
+        lines = printed.strip().splitlines()
+        if not lines:  # the kernel died before the figures were read
+            record["errors"].append({"notebook": notebook, "cell": len(nb.cells),
+                                     "error": "no figures: the notebook did not run to its end"})
+            continue
+        for label, value in json.loads(lines[-1]).items():
             record["figures"][f"{notebook}: {label}"] = value
         print(f"{name}: {notebook} in {record['minutes'][notebook]} min", flush=True)
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -6,9 +6,10 @@
 ``train`` works with any ``nn.Module`` that takes a batch's tensors as keyword arguments and
 returns an object with ``.loss`` (the bertlab models and Hugging Face models both do). It
 chooses the device (CUDA, then Apple MPS, then CPU) and the precision (bf16 where it is faster:
-GPUs that have it and CPUs with AMX; fp16 with a gradient scaler on older GPUs), accumulates gradients, clips them, follows a
-warm-up-then-decay learning-rate schedule, evaluates every ``eval_every`` steps and at the end,
-stops early when the validation metric stalls, and returns the history as a ``pandas.DataFrame``.
+GPUs that have it and CPUs with AMX; fp16 with a gradient scaler on older GPUs), accumulates
+gradients, clips them, follows a warm-up-then-decay learning-rate schedule, evaluates every
+``eval_every`` steps and at the end, stops early when the validation metric stalls, and returns
+the history as a ``pandas.DataFrame``.
 
 Never lose a run. With a ``checkpoint_dir``, a checkpoint holds everything needed to continue
 exactly where training stopped: weights (safetensors), optimizer, scheduler, gradient scaler,
