@@ -37,6 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "spread"
 TABLE = ROOT / "benchmarks" / "spread.md"
+SAME_BITS = RESULTS / "same-bits.md"  # rows of the bit-identity check, written by `run`
 
 #: Environment that makes PyTorch, MKL and oneDNN use AVX2 kernels only.
 AVX2_CAPS = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2",
@@ -217,7 +218,7 @@ def band_of(figure: str):
 
 
 def write_table() -> str:
-    records = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))]
+    records = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("*-seed*.json"))]
     if not records:
         raise SystemExit(f"no measurements in {RESULTS}; run `{Path(__file__).name} run` first")
     names = [r["config"] for r in records]
@@ -254,10 +255,11 @@ def write_table() -> str:
     for notebook in NOTEBOOKS:
         lines.append(f"| {notebook} | "
                      + " | ".join(_fmt(r["minutes"].get(notebook)) for r in records) + " |")
-    lines += ["", "Same bits? The final weights of 20 pretraining steps of the tiny model (sha256 of the "
-              "parameters), per instruction set and thread count, on this machine:", "",
-              "| instruction set | threads | torch reports | weights |", "| --- | ---: | --- | --- |",
-              *same_bits_check()]
+    if SAME_BITS.is_file():  # measured by `run`; the table only formats
+        lines += ["", "Same bits? The final weights of 20 pretraining steps of the tiny model (sha256 "
+                  "of the parameters), per instruction set and thread count, on this machine:", "",
+                  "| instruction set | threads | torch reports | weights |",
+                  "| --- | ---: | --- | --- |", *SAME_BITS.read_text().splitlines()]
     errors = [(r["config"], e) for r in records for e in r["errors"]]
     lines += ["", "Errors (a failed assertion is a band or claim that does not hold):", ""]
     lines += [f"- `{c}` {e['notebook']} cell {e['cell']}: {e['error']}" for c, e in errors] or ["- none"]
@@ -295,6 +297,8 @@ def main(argv=None) -> None:
                and (args.threads in (None, c[1])) and (args.seeds is None or c[2] in args.seeds)]
     if args.isa and args.threads and args.seeds:  # any combination, not only the defaults
         configs = [(args.isa, args.threads, s) for s in args.seeds]
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    SAME_BITS.write_text("\n".join(same_bits_check()) + "\n")
     with ThreadPoolExecutor(args.jobs) as pool:
         for path in pool.map(lambda c: run_config(*c, keep=args.keep), configs):
             print("wrote", path.relative_to(ROOT), flush=True)
