@@ -29,8 +29,10 @@ from pathlib import Path
 import torch
 from _common import machine_line, median, paired_speedup, peak_rss_mib
 
-from bertlab.data.collate import PaddingCollator
-from bertlab.train import epoch_batches, resolve_device, resolve_precision, train
+from bertlab.batching import epoch_batches
+from bertlab.data.collators import PaddingCollator
+from bertlab.devices import resolve_device, resolve_precision
+from bertlab.training import train
 
 CONTENDERS = {"pad to 128": dict(pad_to_multiple_of=128, group_by_length=False),
               "dynamic + grouped": dict(pad_to_multiple_of=8, group_by_length=True)}

@@ -56,10 +56,11 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from bertlab import recipes  # noqa: E402  (after the environment above)
+from bertlab import pretraining  # noqa: E402  (after the environment above)
 from bertlab.ablation import COLUMNS, best_settings, payoff, read_results  # noqa: E402
-from bertlab.recipes import PretrainingRecipe  # noqa: E402
-from bertlab.train import TimeLimit  # noqa: E402
+from bertlab.files import write_json  # noqa: E402
+from bertlab.pretraining import PretrainingRecipe  # noqa: E402
+from bertlab.training import TimeLimit  # noqa: E402
 
 KEY = ("variant", "step", "eval_kind", "labels", "lr", "probe_c", "seed", "phase")
 
@@ -103,7 +104,7 @@ PROTOCOL = dict(lrs=(3e-4, 1e-3), probe_cs=(0.1, 1.0), seeds=(0, 1, 2), label_co
 def _focus() -> Grid:
     """The levers that move in-domain text into pretraining, and pre-LN, each with a snapshot
     half-way: the compute curve of the course's recipe and its most promising changes."""
-    base = recipes.recipe_for().replace(max_steps=4000, snapshot_steps=(2000,), eval_every=250)
+    base = pretraining.recipe_for().replace(max_steps=4000, snapshot_steps=(2000,), eval_every=250)
     variants = (
         Variant("in-domain-only", {"sotu_share": 0.0, "nsp": False}),
         Variant("baseline"),
@@ -119,7 +120,7 @@ def _levers() -> Grid:
     (4,000 steps of 64 sequences, or the same tokens) and with its protocol. Run it into the
     focus grid's folder (``--out runs/ablation-focus``): the baseline and the random-init rows
     are shared, and one table shows both grids. Variants run in this order (``--only`` picks)."""
-    base = recipes.recipe_for().replace(max_steps=4000, snapshot_steps=(), eval_every=250)
+    base = pretraining.recipe_for().replace(max_steps=4000, snapshot_steps=(), eval_every=250)
     cramming = {"batch_size": 256, "max_steps": 1000, "warmup_steps": 25, "eval_every": 125}
     variants = (
         Variant("baseline"),  # the course's recipe: 30% masks, no dropout, in-domain text
@@ -147,7 +148,7 @@ def _levers() -> Grid:
 
 
 def _smoke() -> Grid:
-    base = recipes.recipe_for().replace(
+    base = pretraining.recipe_for().replace(
         vocab_size=600, max_seq_length=32, batch_size=16, max_steps=6, snapshot_steps=(3,),
         eval_every=3, warmup_steps=1, heldout_pairs=32, train_probe_pairs=32, precision="fp32")
     variants = (Variant("baseline"), Variant("mask15", {"mlm_probability": 0.15}))
@@ -249,20 +250,20 @@ def check_no_leak(corpus, sentiment=None) -> None:
 def pretrain(grid: Grid, variant: Variant, run_dir: Path, deadline: TimeLimit) -> bool:
     """Pretrain one variant into ``run_dir`` (resuming a stopped run); True once it is complete.
 
-    ``recipes.pretrain`` writes ``step-NNNNNN/`` snapshots, ``final/`` and ``history.csv``; here
+    ``pretraining.pretrain`` writes ``step-NNNNNN/`` snapshots, ``final/`` and ``history.csv``; here
     ``budgets.json`` is added (the exact tokens read by each budget, and the key of the matching
     random-init baseline) and ``sittings.jsonl`` (the wall clock of each sitting).
     """
     if (run_dir / "budgets.json").is_file():
         return True
     recipe = variant_recipe(grid, variant)
-    data = recipes.build_data(recipe, corpus=pretraining_corpus(grid, recipe))
+    data = pretraining.build_data(recipe, corpus=pretraining_corpus(grid, recipe))
     check_no_leak(data.corpus)
     print(f"[{variant.name}] pretraining {recipe.max_steps} steps on {len(data.train):,} "
           f"sequences", flush=True)
     start = time.monotonic()
     try:
-        run = recipes.pretrain(recipe, run_dir, data=data, resume=True, callbacks=[deadline],
+        run = pretraining.pretrain(recipe, run_dir, data=data, resume=True, callbacks=[deadline],
                                progress=False)
     except ValueError as error:  # another recipe recorded there
         raise ValueError(f"variant {variant.name!r}: {error}") from error
@@ -273,8 +274,8 @@ def pretrain(grid: Grid, variant: Variant, run_dir: Path, deadline: TimeLimit) -
         print(f"[{variant.name}] stopped at step {step}; run again to continue", flush=True)
         return False
     budgets = sorted({*recipe.snapshot_steps, recipe.max_steps})
-    recipes.write_json(run_dir / "budgets.json", {
-        "tokens_seen": {str(s): recipes.tokens_processed(data.train, recipe, s) for s in budgets},
+    write_json(run_dir / "budgets.json", {
+        "tokens_seen": {str(s): pretraining.tokens_processed(data.train, recipe, s) for s in budgets},
         "baseline": baseline_name(recipe, data.tokenizer)})
     return True
 
@@ -349,7 +350,7 @@ class Evaluator:
 
     def model(self, folder: Path | None, seed: int):
         from bertlab import BertConfig, BertForSequenceClassification
-        from bertlab.profile import seed_everything
+        from bertlab.randomness import seed_everything
 
         settings = dict(num_labels=2, hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1)
         seed_everything(seed)
@@ -362,8 +363,8 @@ class Evaluator:
     def finetune(self, folder: Path | None, labels: int | None, lr: float, seed: int,
                  test: bool = False) -> tuple[float, np.ndarray | None]:
         """Best validation accuracy (and test predictions of that best model if ``test``)."""
-        from bertlab.data.collate import PaddingCollator
-        from bertlab.train import predict, train
+        from bertlab import predict, train
+        from bertlab.data.collators import PaddingCollator
 
         examples = [self.encoded["train"][i] for i in self.subset(labels)]
         epochs = self.grid.epochs if labels is None else self.grid.subset_epochs
@@ -388,7 +389,7 @@ class Evaluator:
         from sklearn.pipeline import make_pipeline
         from sklearn.preprocessing import StandardScaler
 
-        from bertlab.evaluation import mean_pooled_features
+        from bertlab.baselines import mean_pooled_features
 
         cache = getattr(self, "_features", {})
         if (folder, seed) not in cache:
@@ -481,11 +482,11 @@ def evaluate_run(grid: Grid, splits: dict, results: Results, run_dir: Path,
     recorded = run_dir / "recipe.json"
     if not (recorded.is_file() and (run_dir / "final" / "model.safetensors").is_file()):
         raise ValueError(f"--evaluate-run {run_dir}: not a finished run (it needs recipe.json "
-                         "and final/ as written by recipes.pretrain or scripts/pretrain.py)")
+                         "and final/ as written by pretraining.pretrain or scripts/pretrain.py)")
     recipe = PretrainingRecipe.from_dict(json.loads(recorded.read_text())["recipe"])
-    data = recipes.build_data(recipe, corpus=pretraining_corpus(grid, recipe))
+    data = pretraining.build_data(recipe, corpus=pretraining_corpus(grid, recipe))
     check_no_leak(data.corpus)
-    tokens = recipes.tokens_processed(data.train, recipe, recipe.max_steps)
+    tokens = pretraining.tokens_processed(data.train, recipe, recipe.max_steps)
     baseline = baseline_name(recipe, BertTokenizerFast.from_pretrained(run_dir / "final"))
     if baseline != baseline_name(recipe, data.tokenizer):
         raise ValueError(f"--evaluate-run {run_dir}: its tokenizer is not the one its recipe "
@@ -557,7 +558,7 @@ def _evaluated_runs_note(frame) -> list[str]:
 def _test_table(final, out: Path, y_test: np.ndarray) -> list[str]:
     """Test accuracy of each ``--final`` cell, and its gap to random init with a paired
     bootstrap interval: resample test sentences, average each side over its seeds."""
-    from bertlab.evaluation import bootstrap_indices, bootstrap_scores
+    from bertlab.metrics import bootstrap_indices, bootstrap_scores
 
     indices = bootstrap_indices(len(y_test), 1000, seed=0)
 

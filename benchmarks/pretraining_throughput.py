@@ -14,7 +14,7 @@ weights. The contenders add one change at a time, so the table shows where the s
   on CPUs with AMX, where it is faster; none elsewhere). The last row without "(forced)" is what
   ``bertlab.train`` does by default.
 * ``+ bf16 autocast (forced)``, with ``--bf16`` where "auto" picks float32: what bf16 would cost
-  on this CPU, the measurement behind ``bertlab.train.cpu_bf16_is_faster``.
+  on this CPU, the measurement behind ``bertlab.devices.cpu_bf16_is_faster``.
 
 Usage: python benchmarks/pretraining_throughput.py [--sizes tiny mini] [--repeats 7]
        [--device cpu|cuda] [--no-memory] [--bf16]
@@ -38,8 +38,10 @@ from _common import (
 )
 
 from bertlab import BertConfig, BertForPreTraining
-from bertlab.data.collate import mask_tokens
-from bertlab.train import TrainConfig, make_optimizer, resolve_device, resolve_precision
+from bertlab.config import TrainConfig
+from bertlab.data.collators import mask_tokens
+from bertlab.devices import resolve_device, resolve_precision
+from bertlab.optimization import make_optimizer
 
 VOCAB, BATCH, LENGTH = 8192, 32, 128
 CLS, SEP, MASK = 2, 3, 4

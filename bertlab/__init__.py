@@ -1,7 +1,32 @@
 """bertlab: BERT built from scratch, with the data, training and plots a course needs.
 
-Names are imported lazily, so ``python -m bertlab.data fetch`` does not pay for
-importing torch. ``from bertlab import BertModel`` works as usual.
+The package, in the order the course meets it (one concept per module):
+
+==========================  ===================================================================
+``config``                  every knob: ``BertConfig`` (the model), ``TrainConfig`` (a run)
+``model``                   the network: embeddings, attention, layer, encoder, pooler, BertModel
+``heads``                   the task heads: pretraining (MLM + NSP), masked LM, classification
+``outputs``                 what the models return (``.loss``, logits, attentions)
+``checks``                  input checks: a clear error instead of a deep IndexError
+``files``                   every file on disk: model folders, checkpoints, the atomic write
+``tokenizer``               WordPiece: train one with ``tokenizers``, or load MiniLM's
+``data``                    pinned sources, sentiment and corpus loaders, NSP pairs, collators
+``profiles``                the cpu/gpu profile and ``setup()``, every notebook's first cell
+``randomness``              seeding every generator; saving and restoring their states
+``devices``                 CUDA, MPS or CPU; bf16, fp16 or fp32
+``batching``                the order of an epoch and the batches a model is fed
+``optimization``            AdamW with decay groups, the learning-rate schedule, freezing
+``training``                ``train()``: the loop, early stopping, checkpoints, resume
+``evaluation``              ``evaluate()``, ``predict()``, the surest mistakes
+``metrics``                 the numbers: accuracy and F1, the bootstrap, unigram entropy
+``baselines``               majority class, TF-IDF + logistic regression, frozen-feature probe
+``pretraining``             the course's pretraining recipe and run (notebooks 05-07)
+``ablation``                reading the pretraining ablation grid (notebook 05b)
+``viz``                     the pictures: attention, training curves, offline attention viewer
+==========================  ===================================================================
+
+Names are imported lazily, so ``python -m bertlab.data fetch`` does not pay for importing
+torch. ``from bertlab import BertModel`` works as usual.
 """
 
 from importlib import import_module
@@ -11,47 +36,46 @@ __version__ = "0.1.0"
 # public name -> module that defines it
 _EXPORTS = {
     "BertConfig": "bertlab.config",
+    "TrainConfig": "bertlab.config",
     "count_parameters": "bertlab.config",
-    "CheckpointError": "bertlab.model",
     "BertModel": "bertlab.model",
-    "BertForPreTraining": "bertlab.model",
-    "BertForMaskedLM": "bertlab.model",
-    "BertForSequenceClassification": "bertlab.model",
-    "BertForTokenClassification": "bertlab.model",
-    "fetch": "bertlab.data.fetch",
-    "minilm_dir": "bertlab.data.fetch",
-    "DataError": "bertlab.data.fetch",
+    "BertForPreTraining": "bertlab.heads",
+    "BertForMaskedLM": "bertlab.heads",
+    "BertForSequenceClassification": "bertlab.heads",
+    "BertForTokenClassification": "bertlab.heads",
+    "CheckpointError": "bertlab.files",
+    "save_checkpoint": "bertlab.files",
+    "load_checkpoint": "bertlab.files",
+    "list_checkpoints": "bertlab.files",
+    "fetch": "bertlab.data.sources",
+    "minilm_dir": "bertlab.data.sources",
+    "DataError": "bertlab.data.sources",
     "load_sentiment": "bertlab.data.sentiment",
     "load_corpus": "bertlab.data.corpus",
     "split_sentences": "bertlab.data.corpus",
+    "build_nsp_pairs": "bertlab.data.pairs",
+    "MLMCollator": "bertlab.data.collators",
+    "PaddingCollator": "bertlab.data.collators",
+    "TextClassificationCollator": "bertlab.data.collators",
     "train_wordpiece": "bertlab.tokenizer",
     "load_minilm_tokenizer": "bertlab.tokenizer",
-    "build_nsp_pairs": "bertlab.data.pretraining",
-    "MLMCollator": "bertlab.data.collate",
-    "PaddingCollator": "bertlab.data.collate",
-    "TextClassificationCollator": "bertlab.data.collate",
-    "LengthGroupedSampler": "bertlab.data.collate",
-    "setup": "bertlab.profile",
-    "get_profile": "bertlab.profile",
-    "seed_everything": "bertlab.profile",
-    "train": "bertlab.train",
-    "TrainConfig": "bertlab.train",
-    "TimeLimit": "bertlab.train",
-    "evaluate": "bertlab.train",
-    "predict": "bertlab.train",
-    "freeze": "bertlab.train",
-    "lr_schedule": "bertlab.train",
-    "resolve_device": "bertlab.train",
-    "save_checkpoint": "bertlab.train",
-    "load_checkpoint": "bertlab.train",
-    "list_checkpoints": "bertlab.train",
+    "setup": "bertlab.profiles",
+    "get_profile": "bertlab.profiles",
+    "seed_everything": "bertlab.randomness",
+    "resolve_device": "bertlab.devices",
+    "lr_schedule": "bertlab.optimization",
+    "freeze": "bertlab.optimization",
+    "train": "bertlab.training",
+    "TimeLimit": "bertlab.training",
+    "evaluate": "bertlab.evaluation",
+    "predict": "bertlab.evaluation",
     "classification_metrics": "bertlab.metrics",
     "confusion_matrix": "bertlab.metrics",
     "classification_report": "bertlab.metrics",
     "bootstrap_interval": "bertlab.metrics",
-    "AttentionViewer": "bertlab.viewer",
-    "attention_viewer": "bertlab.viewer",
-    "attention_for": "bertlab.viz",
+    "AttentionViewer": "bertlab.viz.viewer",
+    "attention_viewer": "bertlab.viz.viewer",
+    "attention_for": "bertlab.viz.attention",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -180,9 +180,9 @@ def _pretrained(table: pd.DataFrame, variants: list[str] | None) -> pd.DataFrame
     return pretrained
 
 
-def _colours(names: pd.Series) -> dict[str, tuple]:
-    """One colour per variant, the same in every figure drawn from one table."""
-    import matplotlib
+def _colours(names: pd.Series) -> dict[str, str]:
+    """One colour per variant (the course palette), the same in every figure of one table."""
+    from bertlab.viz.style import colours
 
-    palette = matplotlib.colormaps["tab10"].colors + matplotlib.colormaps["Dark2"].colors
-    return {name: palette[i % len(palette)] for i, name in enumerate(dict.fromkeys(names))}
+    variants = list(dict.fromkeys(names))
+    return dict(zip(variants, colours(len(variants)), strict=True))

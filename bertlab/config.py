@@ -1,4 +1,4 @@
-"""The hyper-parameters of a BERT model, named exactly as in Hugging Face ``transformers``.
+"""Every knob: the hyper-parameters of a BERT model, and the settings of a training run.
 
 A :class:`BertConfig` is a plain dataclass. Its field names and defaults are those of
 ``transformers.BertConfig`` (the defaults describe BERT-base), so a learner can move between the
@@ -10,18 +10,26 @@ two without a dictionary, and a ``config.json`` written here is read by ``transf
     config.save("out/")  /  BertConfig.load("out/")         # config.json
 
 :func:`count_parameters` counts the weights of a model in closed form, without building it.
+
+A :class:`TrainConfig` holds every setting of ``bertlab.train`` (learning rate and schedule,
+batching, precision, evaluation and early stopping, checkpoints), checked as it is built so a
+typo fails at once rather than an hour into a run.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ACTIVATIONS", "HEADS", "NAMED_SIZES", "PRE_LN_MODEL_TYPE", "BertConfig",
+from bertlab.files import CONFIG_NAME, atomic_write
+
+__all__ = ["ACTIVATIONS", "HEADS", "NAMED_SIZES", "NAN_POLICIES", "PRECISIONS",
+           "PRE_LN_MODEL_TYPE", "SCHEDULES", "BertConfig", "TrainConfig", "configure",
            "count_parameters"]
 
 #: Activation functions the feed-forward block understands (the names ``transformers`` uses).
@@ -40,7 +48,6 @@ NAMED_SIZES: dict[str, tuple[int, int]] = {
     "large": (24, 1024),
 }
 
-CONFIG_NAME = "config.json"
 
 #: ``model_type`` of a pre-LN model's config.json: not "bert", so that ``transformers`` (whose
 #: BERT is post-LN) refuses the folder instead of loading the weights into the wrong places.
@@ -242,13 +249,7 @@ class BertConfig:
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / CONFIG_NAME
         text = json.dumps(self.to_json_dict(architectures), indent=2) + "\n"
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:  # write aside, then rename: a crash never leaves half a config behind
-            tmp.write_text(text, encoding="utf-8")
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return path
+        return atomic_write(path, text)  # a crash never leaves half a config behind
 
     @classmethod
     def load(cls, directory: str | os.PathLike) -> BertConfig:
@@ -363,3 +364,126 @@ def count_parameters(config: BertConfig, head: str = "base") -> int:
         "token_classification": encoder + linear(H, C),
     }[head]
 
+
+# =========================================================================== a training run
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+SCHEDULES = ("linear", "cosine", "constant")
+NAN_POLICIES = ("raise", "skip")
+
+
+@dataclass
+class TrainConfig:
+    """Every knob of a training run; invalid values raise ``ValueError`` as the config is built."""
+
+    # optimisation
+    lr: float = 1e-4
+    weight_decay: float = 0.01  # not applied to biases and LayerNorm weights
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    max_grad_norm: float | None = 1.0  # gradient clipping; None turns it off
+    # learning-rate schedule: linear warm-up, then decay
+    schedule: str = "linear"  # "linear", "cosine" or "constant"
+    warmup_steps: int | None = None  # None: warmup_ratio of the total steps
+    warmup_ratio: float = 0.1
+    min_lr_ratio: float = 0.0  # the decay ends at lr * min_lr_ratio
+    # how long, and how the data is batched
+    epochs: float = 1.0
+    max_steps: int | None = None  # optimizer steps; overrides epochs when given
+    batch_size: int = 32
+    grad_accum_steps: int = 1  # effective batch = batch_size * grad_accum_steps
+    shuffle: bool = True
+    group_by_length: bool = False  # batch examples of similar length (less padding)
+    drop_last: bool = False
+    num_workers: int = 0  # exact resume needs 0 when the collator draws random numbers
+    # hardware
+    device: str | None = None  # None or "auto": cuda > mps > cpu
+    precision: str = "auto"  # "auto", "fp32", "bf16" or "fp16"
+    masked_only: bool = True  # MLM logits at the masked positions only, where the model offers it
+    # evaluation and early stopping
+    eval_every: int | None = None  # steps; evaluation also runs at the end
+    eval_batch_size: int | None = None  # None: 2 * batch_size
+    metric: str = "loss"  # validation metric that picks the best checkpoint
+    greater_is_better: bool | None = None  # None: False for loss/perplexity, True otherwise
+    patience: int | None = None  # evaluations without improvement before stopping early
+    min_delta: float = 0.0  # smallest change that counts as an improvement
+    restore_best: bool = True  # load the best weights into the model when training ends
+    # checkpoints
+    checkpoint_dir: str | Path | None = None
+    save_every: int | None = None  # steps; checkpoints are also written at evaluations and the end
+    keep_checkpoints: int | None = 1  # most recent ones kept (the best is always kept); None: all
+    resume: bool = False  # continue the run found in checkpoint_dir
+    # reporting
+    seed: int = 0
+    nan_policy: str = "raise"  # "raise": stop with an error; "skip": drop the batch and go on
+    log_every: int = 10  # steps between history rows
+    progress: bool | None = None  # None: a bar in notebooks and terminals, none elsewhere
+    verbose: bool = False  # print one line per evaluation
+    tensorboard: bool | str | Path = False  # True: <checkpoint_dir>/tensorboard; or a folder
+
+    def __post_init__(self) -> None:
+        def need(condition: bool, message: str) -> None:
+            if not condition:
+                raise ValueError(message)
+
+        need(
+            isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0,
+            f"lr must be a positive number, got {self.lr!r}; typical values are 1e-4 for "
+            "pretraining a small BERT and 2e-5 to 1e-4 for fine-tuning",
+        )
+        need(
+            isinstance(self.grad_accum_steps, int) and self.grad_accum_steps >= 1,
+            f"grad_accum_steps must be an integer >= 1, got {self.grad_accum_steps!r}; "
+            "use 1 for no accumulation",
+        )
+        need(
+            isinstance(self.batch_size, int) and self.batch_size >= 1,
+            f"batch_size must be an integer >= 1, got {self.batch_size!r}",
+        )
+        need(self.epochs > 0, f"epochs must be > 0, got {self.epochs!r}")
+        for name in ("max_steps", "eval_every", "save_every", "patience", "keep_checkpoints",
+                     "eval_batch_size"):
+            value = getattr(self, name)
+            need(
+                value is None or (isinstance(value, int) and value >= 1),
+                f"{name} must be None or an integer >= 1, got {value!r}",
+            )
+        need(
+            isinstance(self.log_every, int) and self.log_every >= 1,
+            f"log_every must be an integer >= 1, got {self.log_every!r}",
+        )
+        need(
+            self.warmup_steps is None or self.warmup_steps >= 0,
+            f"warmup_steps must be None or >= 0, got {self.warmup_steps!r}",
+        )
+        need(0 <= self.warmup_ratio < 1, f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        need(0 <= self.min_lr_ratio <= 1,
+             f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+        need(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
+        need(
+            self.max_grad_norm is None or self.max_grad_norm > 0,
+            f"max_grad_norm must be None (no clipping) or > 0, got {self.max_grad_norm}",
+        )
+        need(self.num_workers >= 0, f"num_workers must be >= 0, got {self.num_workers}")
+        for name, allowed in (("schedule", SCHEDULES), ("precision", PRECISIONS),
+                              ("nan_policy", NAN_POLICIES)):
+            need(
+                getattr(self, name) in allowed,
+                f"unknown {name} {getattr(self, name)!r}; choose one of {', '.join(allowed)}",
+            )
+        if self.device not in (None, "auto"):
+            from bertlab.devices import parse_device  # imports torch: only when a device is named
+
+            parse_device(self.device)  # a typo fails here, not an hour into the run
+
+
+def configure(config: TrainConfig | None, overrides: dict) -> TrainConfig:
+    """``config`` (default: ``TrainConfig()``) with ``overrides`` replacing its fields."""
+    config = config or TrainConfig()
+    unknown = sorted(set(overrides) - {f.name for f in fields(TrainConfig)})
+    if unknown:
+        raise TypeError(
+            f"unknown training setting(s) {unknown}; valid names are the fields of TrainConfig: "
+            f"{[f.name for f in fields(TrainConfig)]}"
+        )
+    return replace(config, **overrides)

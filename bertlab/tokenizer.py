@@ -111,6 +111,6 @@ def load_minilm_tokenizer():
     """The tokenizer of all-MiniLM-L6-v2 (uncased BERT WordPiece, 30,522 tokens), offline."""
     from transformers import AutoTokenizer
 
-    from bertlab.data.fetch import minilm_dir
+    from bertlab.data.sources import minilm_dir
 
     return AutoTokenizer.from_pretrained(minilm_dir())

@@ -1,6 +1,6 @@
 """Pretrain a small BERT from random weights with the course's recipe, reproducibly.
 
-The longer run of notebook 05: the same recipe (``bertlab.recipes``), for longer, with the
+The longer run of notebook 05: the same recipe (``bertlab.pretraining``), for longer, with the
 engine's resumable checkpoints. Examples::
 
     python scripts/pretrain.py --out runs/long --minutes 60        # 10,000 steps, an hour a sitting
@@ -19,7 +19,7 @@ random states: what ``--resume`` reads):
 
 * ``recipe.json`` -- every field of the recipe (seed included) and the command of each sitting;
 * ``step-NNNNNN/`` snapshots and ``final/`` -- ``save_pretrained`` folders with the tokenizer,
-  as notebook 05 writes them (``bertlab.recipes.latest_pretrained(out)`` finds the newest);
+  as notebook 05 writes them (``bertlab.pretraining.latest_pretrained(out)`` finds the newest);
 * ``history.csv`` and ``summary.json`` -- the training history and the final held-out figures.
 """
 
@@ -61,19 +61,19 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def recipe_from_args(args):
     """The recipe: recorded in ``out/recipe.json`` when resuming, else built from the flags."""
-    from bertlab import recipes
-    from bertlab.profile import get_profile
+    from bertlab import pretraining
+    from bertlab.profiles import get_profile
 
     recorded = args.out / "recipe.json"
     if args.resume:
         if not recorded.is_file():
             raise SystemExit(f"--resume: {recorded} is missing; start the run without --resume")
-        return recipes.PretrainingRecipe.from_dict(json.loads(recorded.read_text())["recipe"])
+        return pretraining.PretrainingRecipe.from_dict(json.loads(recorded.read_text())["recipe"])
     if recorded.exists():
         raise SystemExit(f"{args.out} already holds a run; pass --resume to continue it, or "
                          "choose another --out")
     profile = get_profile(args.profile)
-    base = recipes.recipe_for(profile)
+    base = pretraining.recipe_for(profile)
     steps = args.steps or (base.max_steps if profile.is_gpu else 10 * base.max_steps)
     every = args.snapshot_every or max(steps // 10, 1)
     changes = {"max_steps": steps, "seed": args.seed,
@@ -113,8 +113,10 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     recipe = recipe_from_args(args)
 
-    from bertlab import recipes
-    from bertlab.train import TimeLimit
+    from bertlab import pretraining
+    from bertlab.files import write_json
+    from bertlab.metrics import unigram_entropy
+    from bertlab.training import TimeLimit
 
     out: Path = args.out
     recorded = out / "recipe.json"
@@ -123,12 +125,12 @@ def main(argv=None) -> int:
     print(f"recipe: {json.dumps(recipe.to_dict())}", flush=True)
 
     started = time.monotonic()
-    data = recipes.build_data(recipe)
-    entropy = recipes.unigram_entropy(data.train, data.tokenizer)
+    data = pretraining.build_data(recipe)
+    entropy = unigram_entropy(data.train, data.tokenizer)
     print(f"data: {len(data.train):,} training sequences, {len(data.heldout):,} held-out, "
           f"unigram entropy {entropy:.3f} nats ({time.monotonic() - started:.0f} s)", flush=True)
     limit = TimeLimit(args.minutes)
-    run = recipes.pretrain(recipe, out, data=data, resume=args.resume, callbacks=[limit],
+    run = pretraining.pretrain(recipe, out, data=data, resume=args.resume, callbacks=[limit],
                            verbose=True, record={"commands": [*commands, command]})
     # The engine's history spans the whole run, resumed sittings included.
     last = run.history.dropna(subset=["eval_mlm_loss"]).iloc[-1]
@@ -138,7 +140,7 @@ def main(argv=None) -> int:
                                                          "perplexity", "nsp_accuracy")
                   if f"eval_{k}" in last},
                "tokens_seen_upper_bound": int(last["step"]) * recipe.tokens_per_step}
-    recipes.write_json(out / "summary.json", summary)
+    write_json(out / "summary.json", summary)
     for key, value in summary.items():
         print(f"{key:>24}: {value:.4g}" if isinstance(value, float) else f"{key:>24}: {value:,}")
     if not run.finished:

@@ -1,4 +1,5 @@
-"""BertConfig: transformers' field names, both-way conversion, named sizes, parameter count."""
+"""bertlab.config. BertConfig: transformers' field names, both-way conversion, named sizes,
+parameter count. TrainConfig: every setting of a run, checked as it is built."""
 
 from __future__ import annotations
 
@@ -10,14 +11,22 @@ import torch
 import transformers
 
 from bertlab import BertConfig, count_parameters
-from bertlab.config import HEADS, NAMED_SIZES
-from bertlab.model import (
+from bertlab.config import (
+    HEADS,
+    NAMED_SIZES,
+    NAN_POLICIES,
+    PRECISIONS,
+    SCHEDULES,
+    TrainConfig,
+    configure,
+)
+from bertlab.heads import (
     BertForMaskedLM,
     BertForPreTraining,
     BertForSequenceClassification,
     BertForTokenClassification,
-    BertModel,
 )
+from bertlab.model import BertModel
 
 MODEL_FOR_HEAD = {
     "base": BertModel,
@@ -134,7 +143,8 @@ def test_unknown_size_lists_the_names():
 @pytest.mark.parametrize(
     "kwargs, error, match",
     [
-        ({"hidden_size": 100, "num_attention_heads": 12}, ValueError, "not divisible"),
+        ({"hidden_size": 100, "num_attention_heads": 12}, ValueError,
+         "hidden_size=100 is not divisible by num_attention_heads=12.*Choose a head count"),
         ({"num_hidden_layers": 0}, ValueError, "num_hidden_layers must be at least 1"),
         ({"vocab_size": 30522.0}, TypeError, "vocab_size must be an int"),
         ({"hidden_dropout_prob": 1.0}, ValueError, r"hidden_dropout_prob=1.0 must be .* \[0, 1\)"),
@@ -173,3 +183,41 @@ def test_bert_base_parameter_count_equals_transformers():
 def test_count_parameters_rejects_unknown_head():
     with pytest.raises(ValueError, match="Unknown head 'qa'.*" + ", ".join(HEADS)):
         count_parameters(BertConfig(), "qa")
+
+
+# -- TrainConfig -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"lr": 0}, "lr must be a positive number"),
+    ({"lr": -1e-4}, "lr must be a positive number"),
+    ({"lr": float("nan")}, "lr must be a positive number"),
+    ({"grad_accum_steps": 0}, "grad_accum_steps must be an integer >= 1"),
+    ({"device": "tpu"}, "unknown device 'tpu'"),
+    ({"precision": "fp8"}, "unknown precision 'fp8'; choose one of " + ", ".join(PRECISIONS)),
+    ({"schedule": "step"}, "unknown schedule 'step'; choose one of " + ", ".join(SCHEDULES)),
+    ({"nan_policy": "ignore"}, "unknown nan_policy 'ignore'; choose one of "
+                               + ", ".join(NAN_POLICIES)),
+    ({"batch_size": 0}, "batch_size must be an integer >= 1"),
+    ({"warmup_ratio": 1.5}, r"warmup_ratio must be in \[0, 1\)"),
+    ({"eval_every": 0}, "eval_every must be None or an integer >= 1"),
+    ({"keep_checkpoints": 0}, "keep_checkpoints must be None or an integer >= 1"),
+    ({"max_grad_norm": 0}, "max_grad_norm must be None"),
+])
+def test_bad_train_settings_raise_clear_errors(settings, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**settings)
+    with pytest.raises(ValueError, match=message):  # the same as overrides of a config
+        configure(TrainConfig(), settings)
+
+
+def test_configure_overrides_fields_and_names_unknown_ones():
+    assert configure(None, {}) == TrainConfig()
+    base = TrainConfig(lr=3e-4, masked_only=False)
+    changed = configure(base, {"batch_size": 8, "device": "cpu"})
+    assert (changed.lr, changed.batch_size, changed.device, changed.masked_only) == (
+        3e-4, 8, "cpu", False)
+    assert base.batch_size == 32  # the config passed in is left as it was
+    with pytest.raises(TypeError, match=r"unknown training setting\(s\) \['sparse_mlm'\].*"
+                                        "masked_only"):
+        configure(None, {"sparse_mlm": True})  # the old name of masked_only

@@ -1,4 +1,5 @@
-"""bertlab.metrics against hand-counted figures and scikit-learn."""
+"""bertlab.metrics against hand-counted figures and scikit-learn: classification metrics, the
+bootstrap, the accumulators evaluation uses, and the unigram floor of a language model."""
 
 from __future__ import annotations
 
@@ -9,18 +10,26 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from sklearn.metrics import f1_score
+from sklearn.metrics import accuracy_score, f1_score
+from tiny import pretraining_examples, word_tokenizer
 
 from bertlab.metrics import (
+    BOOTSTRAP_METRICS,
     ClassificationMetrics,
     LossMetrics,
     PretrainingMetrics,
+    bootstrap_indices,
     bootstrap_interval,
+    bootstrap_scores,
     classification_metrics,
     classification_report,
     confusion_matrix,
     metrics_for,
+    paired_bootstrap_difference,
     perplexity,
+    results_table,
+    unigram_cross_entropy,
+    unigram_entropy,
 )
 
 # 8 examples: 3 true negatives, 1 false positive, 1 false negative, 3 true positives
@@ -70,6 +79,90 @@ def test_bootstrap_interval_brackets_the_estimate_and_repeats():
     assert bootstrap_interval(y_true, y_pred, n_resamples=500) == (estimate, low, high)
     f1 = bootstrap_interval(y_true, y_pred, "macro_f1", n_resamples=200)
     assert f1[1] < f1[0] < f1[2]
+
+
+# -- the bootstrap ---------------------------------------------------------------------------
+
+RNG = np.random.default_rng(1)
+LABELS = RNG.integers(0, 2, 300)
+GOOD = np.where(RNG.random(300) < 0.85, LABELS, 1 - LABELS)  # ~85% right
+BAD = np.where(RNG.random(300) < 0.6, LABELS, 1 - LABELS)  # ~60% right
+
+
+def test_bootstrap_indices_are_resamples_with_replacement_and_repeat():
+    indices = bootstrap_indices(50, 200, seed=3)
+    assert indices.shape == (200, 50) and indices.min() >= 0 and indices.max() < 50
+    assert np.array_equal(indices, bootstrap_indices(50, 200, seed=3))
+    assert not np.array_equal(indices, bootstrap_indices(50, 200, seed=4))
+    assert any(len(set(row)) < 50 for row in indices)  # with replacement: repeats happen
+    with pytest.raises(ValueError, match="n must be a positive number of examples"):
+        bootstrap_indices(0)
+    with pytest.raises(ValueError, match="n_resamples must be a positive integer"):
+        bootstrap_indices(10, 0)
+
+
+@pytest.mark.parametrize("labels", [2, 3])
+def test_bootstrap_scores_match_sklearn_on_every_resample(labels):
+    y_true = RNG.integers(0, labels, 50)
+    y_pred = RNG.integers(0, labels, 50)
+    indices = bootstrap_indices(50, 40, seed=3)
+    accuracy = bootstrap_scores(y_true, y_pred, indices, "accuracy")
+    macro_f1 = bootstrap_scores(y_true, y_pred, indices, "macro_f1")
+    for row, acc, f1 in zip(indices, accuracy, macro_f1, strict=True):
+        assert acc == pytest.approx(accuracy_score(y_true[row], y_pred[row]), abs=1e-12)
+        # the classes seen in the whole arrays, as in our definition
+        expected = f1_score(y_true[row], y_pred[row], average="macro",
+                            labels=np.union1d(y_true, y_pred), zero_division=0)
+        assert f1 == pytest.approx(expected, abs=1e-12)
+
+
+def test_results_table_point_estimates_intervals_and_determinism():
+    table = results_table(LABELS, {"good": GOOD, "bad": BAD}, n_resamples=500, seed=0)
+    assert list(table.index) == ["good", "bad"]
+    assert table.loc["good", "accuracy"] == pytest.approx(100 * accuracy_score(LABELS, GOOD))
+    assert table.loc["bad", "macro_f1"] == pytest.approx(
+        100 * f1_score(LABELS, BAD, average="macro"))
+    for metric in ("accuracy", "macro_f1"):
+        assert (table[f"{metric}_low"] < table[metric]).all()
+        assert (table[metric] < table[f"{metric}_high"]).all()
+    # a 95% interval of n=300 accuracy near 85% is about +-4 points wide
+    width = table.loc["good", "accuracy_high"] - table.loc["good", "accuracy_low"]
+    assert 5 < width < 12
+    again = results_table(LABELS, {"good": GOOD, "bad": BAD}, n_resamples=500, seed=0)
+    assert table.equals(again)
+
+
+def test_paired_difference_is_narrower_than_separate_intervals():
+    estimate, low, high = paired_bootstrap_difference(LABELS, GOOD, BAD, seed=0)
+    assert estimate == pytest.approx(accuracy_score(LABELS, GOOD) - accuracy_score(LABELS, BAD))
+    assert 0 < low < estimate < high
+    # identical models differ by exactly zero on every resample
+    assert paired_bootstrap_difference(LABELS, GOOD, GOOD) == (0.0, 0.0, 0.0)
+
+
+def test_bad_inputs_name_the_fix():
+    with pytest.raises(ValueError, match="equal length"):
+        results_table(LABELS, {"short": GOOD[:10]})
+    with pytest.raises(ValueError, match="unknown metric"):
+        bootstrap_scores(LABELS, GOOD, bootstrap_indices(300, 2), "auc")
+    with pytest.raises(TypeError, match="integer class ids"):
+        results_table(["a", "b"], {"m": ["a", "a"]})
+    with pytest.raises(ValueError, match="confidence"):
+        paired_bootstrap_difference(LABELS, GOOD, BAD, confidence=95)
+    with pytest.raises(ValueError, match="predictions is empty"):
+        results_table(LABELS, {})
+
+
+def test_bootstrap_interval_takes_a_function_on_the_same_resamples():
+    by_name = bootstrap_interval(LABELS, GOOD, "accuracy", n_resamples=300, seed=2)
+    by_function = bootstrap_interval(LABELS, GOOD, accuracy_score, n_resamples=300, seed=2)
+    assert by_function == pytest.approx(by_name, abs=1e-12)
+    f1 = bootstrap_interval(LABELS, GOOD, "macro_f1", n_resamples=300, seed=2)
+    f1_function = bootstrap_interval(LABELS, GOOD,
+                                     lambda t, p: f1_score(t, p, average="macro"),
+                                     n_resamples=300, seed=2)
+    assert f1_function == pytest.approx(f1, abs=1e-12)
+    assert BOOTSTRAP_METRICS == ("accuracy", "macro_f1")
 
 
 def test_pretraining_metrics_from_dense_and_sparse_logits():
@@ -133,3 +226,38 @@ def test_classification_accumulator_agrees_with_the_plain_function():
 def test_perplexity_is_exp_of_the_loss():
     assert perplexity(math.log(8192)) == pytest.approx(8192)
     assert perplexity(1e4) == math.inf
+
+
+# -- the unigram floor -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tok(tmp_path_factory):
+    """Specials [PAD] [UNK] [CLS] [SEP] [MASK] (ids 0-4) and 59 ordinary words (ids 5-63)."""
+    return word_tokenizer(tmp_path_factory.mktemp("tokenizer"))
+
+
+def test_unigram_entropy_by_hand(tok):
+    a, b = 10, 11  # two ordinary ids; specials are not counted
+    pairs = [{"input_ids": [tok.cls_token_id, a, a, a, b, tok.sep_token_id]}]
+    expected = -(0.75 * math.log(0.75) + 0.25 * math.log(0.25))
+    assert unigram_entropy(pairs, tok) == pytest.approx(expected, abs=1e-12)
+    text = pretraining_examples(200)
+    assert 0 < unigram_entropy(text, tok) < math.log(59)  # below uniform over the 59 words
+    with pytest.raises(ValueError, match="no ordinary tokens"):
+        unigram_entropy([{"input_ids": [tok.cls_token_id]}], tok)
+
+
+def test_unigram_cross_entropy_by_hand(tok):
+    a, b = 10, 11
+    reference = [{"input_ids": [tok.cls_token_id, a, a, a, b, tok.sep_token_id]}]
+    pairs = [{"input_ids": [a, b]}]
+    # add-one smoothing: 4 reference tokens plus one for each of the 59 ordinary words
+    expected = -(0.5 * math.log(4 / 63) + 0.5 * math.log(2 / 63))
+    assert unigram_cross_entropy(pairs, reference, tok) == pytest.approx(expected)
+    # on its own text, the fitted model scores (nearly, for the smoothing) the entropy; on
+    # other text it does worse than that text's own entropy
+    train, held_out = pretraining_examples(200, seed=1), pretraining_examples(50, seed=2)
+    assert unigram_cross_entropy(train, train, tok) == pytest.approx(
+        unigram_entropy(train, tok), abs=0.05)
+    assert unigram_cross_entropy(held_out, train, tok) > unigram_entropy(held_out, tok)

@@ -11,15 +11,13 @@ import torch
 import transformers
 
 from bertlab import BertConfig
-from bertlab.model import (
+from bertlab.heads import (
     BertForMaskedLM,
     BertForPreTraining,
     BertForSequenceClassification,
     BertForTokenClassification,
-    BertModel,
-    BertSelfAttention,
-    additive_attention_mask,
 )
+from bertlab.model import BertModel, BertSelfAttention, additive_attention_mask
 
 ATOL = 1e-5  # outputs and losses
 GRAD_ATOL = 1e-4

@@ -21,7 +21,7 @@ from nbdefs import load_definitions
 from torch import nn
 
 from bertlab.config import NAMED_SIZES, BertConfig, count_parameters
-from bertlab.data.fetch import minilm_dir
+from bertlab.data.sources import minilm_dir
 from bertlab.model import BertModel, BertSelfAttention, additive_attention_mask
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"

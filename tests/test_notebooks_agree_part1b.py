@@ -21,10 +21,10 @@ import transformers
 from nbdefs import load_definitions
 
 from bertlab.config import BertConfig
-from bertlab.data.collate import MLMCollator, PaddingCollator
-from bertlab.data.collate import mask_tokens as bertlab_mask_tokens
+from bertlab.data.collators import MLMCollator, PaddingCollator
+from bertlab.data.collators import mask_tokens as bertlab_mask_tokens
 from bertlab.data.sentiment import load_sentiment
-from bertlab.model import BertForPreTraining
+from bertlab.heads import BertForPreTraining
 from bertlab.tokenizer import SPECIAL_TOKENS, load_minilm_tokenizer, train_wordpiece
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"

@@ -14,7 +14,8 @@ from torch import nn
 
 from bertlab import BertConfig
 from bertlab.config import PRE_LN_MODEL_TYPE, count_parameters
-from bertlab.model import BertForPreTraining, BertForSequenceClassification, BertModel
+from bertlab.heads import BertForPreTraining, BertForSequenceClassification
+from bertlab.model import BertModel
 
 ATOL = 1e-5
 

@@ -11,7 +11,6 @@ import datasets
 import pytest
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 
-from bertlab.data.fetch import DataError, cache_dir
 from bertlab.data.sentiment import (
     LABEL_NAMES,
     SPLIT_FRACTIONS,
@@ -21,6 +20,7 @@ from bertlab.data.sentiment import (
     split_summary,
     stratified_split,
 )
+from bertlab.data.sources import DataError, cache_dir
 
 sentiment = importlib.import_module("bertlab.data.sentiment")
 

@@ -1,4 +1,4 @@
-"""The course's data: fetching pinned sources, loaders, pair building, collators.
+"""The course's data: pinned sources, the processed-data cache, loaders, NSP pairs, collators.
 
 Names are imported lazily (as in ``bertlab``), so ``python -m bertlab.data fetch`` does not
 import torch, datasets or transformers.
@@ -6,7 +6,7 @@ import torch, datasets or transformers.
 
 from importlib import import_module
 
-from bertlab.data.fetch import SOURCES, DataError, cache_dir, fetch, fetch_all, minilm_dir
+from bertlab.data.sources import SOURCES, DataError, cache_dir, fetch, fetch_all, minilm_dir
 
 # public name -> module that defines it
 _LAZY = {
@@ -18,14 +18,13 @@ _LAZY = {
     "Corpus": "bertlab.data.corpus",
     "Document": "bertlab.data.corpus",
     "split_sentences": "bertlab.data.corpus",
-    "build_nsp_pairs": "bertlab.data.pretraining",
-    "build_nsp_pairs_from_ids": "bertlab.data.pretraining",
-    "MLMCollator": "bertlab.data.collate",
-    "PaddingCollator": "bertlab.data.collate",
-    "TextClassificationCollator": "bertlab.data.collate",
-    "LengthGroupedSampler": "bertlab.data.collate",
-    "mask_tokens": "bertlab.data.collate",
-    "pad_sequences": "bertlab.data.collate",
+    "build_nsp_pairs": "bertlab.data.pairs",
+    "build_nsp_pairs_from_ids": "bertlab.data.pairs",
+    "MLMCollator": "bertlab.data.collators",
+    "PaddingCollator": "bertlab.data.collators",
+    "TextClassificationCollator": "bertlab.data.collators",
+    "mask_tokens": "bertlab.data.collators",
+    "pad_sequences": "bertlab.data.collators",
 }
 
 __all__ = ["SOURCES", "DataError", "cache_dir", "fetch", "fetch_all", "minilm_dir", *_LAZY]

@@ -3,7 +3,7 @@
 import argparse
 import sys
 
-from bertlab.data.fetch import SOURCES, DataError, cache_dir, fetch
+from bertlab.data.sources import SOURCES, DataError, cache_dir, fetch
 
 
 def main(argv=None) -> int:

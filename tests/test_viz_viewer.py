@@ -1,6 +1,6 @@
-"""bertlab.viewer: the offline attention viewer's HTML, embedded data and files.
+"""bertlab.viz.viewer: the offline attention viewer's HTML, embedded data and files.
 
-How the page behaves in a browser is checked in test_viewer_browser.py.
+How the page behaves in a browser is checked in test_viz_viewer_browser.py.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ import pytest
 import torch
 
 import bertlab
-from bertlab import BertConfig, BertModel
-from bertlab.viewer import AttentionViewer, attention_viewer, head_colours
+from bertlab import BertConfig, BertModel, viz
+from bertlab.viz.style import PALETTE
+from bertlab.viz.viewer import AttentionViewer, attention_viewer, head_colours
 
 TOKENS = ["[CLS]", "the", "cat", "sat", "[SEP]", "it", "slept", "[SEP]"]
 
@@ -114,22 +115,27 @@ def test_bad_input_is_explained():
         AttentionViewer(TOKENS, random_attention(), title=3)
 
 
-def test_head_colours_are_distinct():
-    for heads in (1, 4, 12, 16, 24):
+def test_head_colours_are_the_course_palette_then_distinct_hex_colours():
+    assert head_colours(4) == PALETTE[:4]  # the heads look as in every other figure
+    assert head_colours(12) == PALETTE
+    for heads in (1, 4, 12, 13, 16, 24, 64):
         colours = head_colours(heads)
         assert len(colours) == len(set(colours)) == heads
+        assert all(re.fullmatch(r"#[0-9a-f]{6}", c) for c in colours), colours  # CSS hex
+    # beyond the palette, evenly spaced hues: the first is the red that was hsl(0, 60%, 48%)
+    assert head_colours(16)[0] == "#c43131"
 
 
 def test_repr_and_export():
     viewer = AttentionViewer(TOKENS, random_attention(), 5)
     assert repr(viewer) == "AttentionViewer(8 tokens, 2 layers x 3 heads, text B from token 5)"
-    assert bertlab.AttentionViewer is AttentionViewer
-    assert bertlab.attention_viewer is attention_viewer
+    assert bertlab.AttentionViewer is AttentionViewer is viz.AttentionViewer
+    assert bertlab.attention_viewer is attention_viewer is viz.attention_viewer
 
 
 def test_attention_viewer_runs_a_bertlab_model():
     transformers = pytest.importorskip("transformers")
-    from bertlab.data.fetch import minilm_dir
+    from bertlab.data.sources import minilm_dir
 
     tokenizer = transformers.AutoTokenizer.from_pretrained(str(minilm_dir()))
     torch.manual_seed(0)

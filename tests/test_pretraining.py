@@ -1,4 +1,5 @@
-"""The pretraining recipe of notebook 05 and scripts/pretrain.py, on a small slice of the corpus."""
+"""bertlab.pretraining: the recipe of notebook 05 and scripts/pretrain.py, on a small slice of the
+corpus."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from bertlab import recipes
-from bertlab.data.collate import pad_sequences
+import bertlab.pretraining as pretraining
+from bertlab.data.collators import pad_sequences
 from bertlab.data.corpus import Corpus, load_corpus
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,17 +29,17 @@ def small_corpus() -> Corpus:
 
 @pytest.fixture(scope="module")
 def small_data(small_corpus):
-    recipe = recipes.PretrainingRecipe(**SMALL)
-    return recipe, recipes.build_data(recipe, corpus=small_corpus)
+    recipe = pretraining.PretrainingRecipe(**SMALL)
+    return recipe, pretraining.build_data(recipe, corpus=small_corpus)
 
 
 def test_profiles_differ_and_fields_round_trip():
-    cpu, gpu = recipes.recipe_for(None), recipes.recipe_for(type("P", (), {"is_gpu": True})())
+    cpu, gpu = pretraining.recipe_for(None), pretraining.recipe_for(type("P", (), {"is_gpu": True})())
     assert (cpu.size, cpu.mlm_probability, cpu.dropout) == ("tiny", 0.30, 0.0)
     assert gpu.max_steps > cpu.max_steps and gpu.size != cpu.size
-    again = recipes.PretrainingRecipe.from_dict(json.loads(json.dumps(cpu.to_dict())))
+    again = pretraining.PretrainingRecipe.from_dict(json.loads(json.dumps(cpu.to_dict())))
     assert again == cpu
-    assert recipes.recipe_for(None, lr=3e-4).lr == 3e-4
+    assert pretraining.recipe_for(None, lr=3e-4).lr == 3e-4
 
 
 @pytest.mark.parametrize("changes, words", [
@@ -47,36 +48,9 @@ def test_profiles_differ_and_fields_round_trip():
 ])
 def test_bad_recipes_are_refused(changes, words):
     with pytest.raises(ValueError, match=words):
-        recipes.PretrainingRecipe(**changes)
+        pretraining.PretrainingRecipe(**changes)
     with pytest.raises(ValueError, match="unknown recipe field"):
-        recipes.PretrainingRecipe.from_dict({"mask_rate": 0.3})
-
-
-def test_unigram_entropy_by_hand(small_data):
-    _, data = small_data
-    tok = data.tokenizer
-    a, b = 10, 11  # two ordinary ids; specials are not counted
-    pairs = [{"input_ids": [tok.cls_token_id, a, a, a, b, tok.sep_token_id]}]
-    expected = -(0.75 * math.log(0.75) + 0.25 * math.log(0.25))
-    assert recipes.unigram_entropy(pairs, tok) == pytest.approx(expected, abs=1e-12)
-    assert 0 < recipes.unigram_entropy(data.train, tok) < math.log(len(tok))
-    with pytest.raises(ValueError, match="no ordinary tokens"):
-        recipes.unigram_entropy([{"input_ids": [tok.cls_token_id]}], tok)
-
-
-def test_unigram_cross_entropy_by_hand(small_data):
-    _, data = small_data
-    tok = data.tokenizer
-    a, b = 10, 11
-    reference = [{"input_ids": [tok.cls_token_id, a, a, a, b, tok.sep_token_id]}]
-    pairs = [{"input_ids": [a, b]}]
-    norm = 4 + len(tok) - len(set(tok.all_special_ids))  # add-one over the ordinary tokens
-    expected = -(0.5 * math.log(4 / norm) + 0.5 * math.log(2 / norm))
-    assert recipes.unigram_cross_entropy(pairs, reference, tok) == pytest.approx(expected)
-    # on its own text, the fitted model scores (nearly, for the smoothing) the entropy
-    big = data.train
-    assert recipes.unigram_cross_entropy(big, big, tok) == pytest.approx(
-        recipes.unigram_entropy(big, tok), abs=0.05)
+        pretraining.PretrainingRecipe.from_dict({"mask_rate": 0.3})
 
 
 def test_notnext_segments_come_from_the_same_source(small_corpus):
@@ -87,8 +61,8 @@ def test_notnext_segments_come_from_the_same_source(small_corpus):
                for i in range(40)]
     corpus = Corpus(name="mixed", train=small_corpus.train + reviews,
                     heldout=small_corpus.heldout)
-    recipe = recipes.PretrainingRecipe(**SMALL)
-    data = recipes.build_data(recipe, corpus=corpus)
+    recipe = pretraining.PretrainingRecipe(**SMALL)
+    data = pretraining.build_data(recipe, corpus=corpus)
     zebra = data.tokenizer.convert_tokens_to_ids("zebra")
     mixed = 0
     for pair in data.train:
@@ -117,27 +91,27 @@ def test_data_splits_and_masking_rate(small_data):
 def test_a_few_steps_snapshots_and_fill_mask_agree(small_data, tmp_path):
     from transformers import pipeline
 
-    from bertlab.model import BertForMaskedLM
-    from bertlab.train import train
+    from bertlab.heads import BertForMaskedLM
+    from bertlab.training import train
 
     recipe, data = small_data
-    model = recipes.build_model(recipe, data.tokenizer)
+    model = pretraining.build_model(recipe, data.tokenizer)
     assert model.config.hidden_dropout_prob == 0.0 and model.config.num_hidden_layers == 2
     seen = []
-    snapshots = recipes.Snapshots(tmp_path, data.tokenizer, recipe.snapshot_steps,
+    snapshots = pretraining.Snapshots(tmp_path, data.tokenizer, recipe.snapshot_steps,
                                   probe=data.train_probe, collate_fn=data.eval_collator,
                                   eval_every=recipe.eval_every)
     history = train(model, data.train, eval_data=data.heldout, collate_fn=data.collator,
-                    eval_collate_fn=data.eval_collator, config=recipes.train_config(recipe),
+                    eval_collate_fn=data.eval_collator, config=pretraining.train_config(recipe),
                     callbacks=[snapshots, lambda info: seen.append(info["step"])])
     assert seen == list(range(1, recipe.max_steps + 1))
     assert [r["step"] for r in snapshots.rows] == [3, 6]
     assert history["eval_mlm_loss"].notna().sum() == 2
-    recipes.save_pretrained_with_tokenizer(model, data.tokenizer, tmp_path / "final")
+    pretraining.save_pretrained_with_tokenizer(model, data.tokenizer, tmp_path / "final")
 
-    found = recipes.list_pretrained(tmp_path)
+    found = pretraining.list_pretrained(tmp_path)
     assert [p.name for p in found] == ["step-000002", "step-000004", "final"]
-    assert recipes.latest_pretrained(tmp_path) == tmp_path / "final"
+    assert pretraining.latest_pretrained(tmp_path) == tmp_path / "final"
 
     text = "The [MASK] of the Union."
     ours = BertForMaskedLM.from_pretrained(tmp_path / "final")
@@ -152,7 +126,7 @@ def test_a_few_steps_snapshots_and_fill_mask_agree(small_data, tmp_path):
 
 
 def test_tokens_processed_counts_the_batches_train_reads(small_data):
-    from bertlab.train import train
+    from bertlab.training import train
 
     recipe, data = small_data
     counted = []
@@ -164,17 +138,17 @@ def test_tokens_processed_counts_the_batches_train_reads(small_data):
 
     pairs = data.train[:20]  # 3 batches of 8, 8 and 4 pairs an epoch
     steps = 5  # crosses an epoch boundary
-    train(recipes.build_model(recipe, data.tokenizer), pairs, collate_fn=count,
-          config=recipes.train_config(recipe, max_steps=steps, eval_every=None))
+    train(pretraining.build_model(recipe, data.tokenizer), pairs, collate_fn=count,
+          config=pretraining.train_config(recipe, max_steps=steps, eval_every=None))
     assert len(counted) == steps
-    assert sum(counted) == recipes.tokens_processed(pairs, recipe, steps)
+    assert sum(counted) == pretraining.tokens_processed(pairs, recipe, steps)
 
 
 def test_latest_pretrained_says_how_to_make_one(tmp_path):
-    assert recipes.list_pretrained(tmp_path / "missing") == []
+    assert pretraining.list_pretrained(tmp_path / "missing") == []
     with pytest.raises(FileNotFoundError, match="05_pretraining.ipynb"):
-        recipes.latest_pretrained(tmp_path)
-    assert recipes.RUN_DIR.name == "05_pretraining"
+        pretraining.latest_pretrained(tmp_path)
+    assert pretraining.RUN_DIR.name == "05_pretraining"
 
 
 def _script():
@@ -186,7 +160,7 @@ def _script():
 
 def test_script_records_its_recipe_stops_on_time_and_resumes(small_data, tmp_path, monkeypatch):
     recipe, data = small_data
-    monkeypatch.setattr(recipes, "build_data", lambda r, corpus=None: data)  # the small slice
+    monkeypatch.setattr(pretraining, "build_data", lambda r, corpus=None: data)  # the small slice
     script = _script()
     out = tmp_path / "long"
     small = ["--set", "vocab_size=600", "--set", "max_seq_length=32", "--set", "batch_size=8",
@@ -205,13 +179,13 @@ def test_script_records_its_recipe_stops_on_time_and_resumes(small_data, tmp_pat
     assert [c[-1] for c in commands] == ["precision='fp32'", "--resume"]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["step"] == 6 and summary["mlm_loss"] < math.log(len(data.tokenizer))
-    assert recipes.latest_pretrained(out) == out / "final"
-    assert [p.name for p in recipes.list_pretrained(out)] == ["step-000003", "step-000006",
+    assert pretraining.latest_pretrained(out) == out / "final"
+    assert [p.name for p in pretraining.list_pretrained(out)] == ["step-000003", "step-000006",
                                                               "final"]
 
 
 def test_script_set_types_values_like_the_recipe_field():
-    parse, recipe = _script().parse_setting, recipes.recipe_for()
+    parse, recipe = _script().parse_setting, pretraining.recipe_for()
     assert parse(recipe, "pre_layer_norm=true") == ("pre_layer_norm", True)
     assert parse(recipe, "nsp=False") == ("nsp", False)
     assert parse(recipe, "dropout=0") == ("dropout", 0.0)
@@ -232,14 +206,14 @@ def test_script_set_types_values_like_the_recipe_field():
 
 def test_start_run_keeps_the_previous_run(tmp_path):
     run = tmp_path / "05_pretraining"
-    assert recipes.start_run(run) == run and run.is_dir()  # a first run: just the folder
+    assert pretraining.start_run(run) == run and run.is_dir()  # a first run: just the folder
     (run / "final").mkdir()
     (run / "final" / "model.safetensors").write_bytes(b"old")
-    recipes.start_run(run)
+    pretraining.start_run(run)
     assert list(run.iterdir()) == []
     assert (tmp_path / "05_pretraining.previous" / "final" / "model.safetensors").read_bytes() == b"old"
     (run / "history.csv").write_text("new")
-    recipes.start_run(run)  # the older backup makes way for the newer one
+    pretraining.start_run(run)  # the older backup makes way for the newer one
     assert [p.name for p in (tmp_path / "05_pretraining.previous").iterdir()] == ["history.csv"]
 
 
@@ -250,9 +224,9 @@ def test_shipped_long_run_is_complete_and_loads_in_both_libraries():
 
     import bertlab
 
-    run = recipes.LONG_RUN_DIR
-    recipe = recipes.PretrainingRecipe.from_dict(json.loads((run / "recipe.json").read_text())["recipe"])
-    cpu = recipes.recipe_for(None)
+    run = pretraining.LONG_RUN_DIR
+    recipe = pretraining.PretrainingRecipe.from_dict(json.loads((run / "recipe.json").read_text())["recipe"])
+    cpu = pretraining.recipe_for(None)
     # the course recipe, longer (and made in bf16 on an Intel CPU, before the cpu profile
     # switched to float32 on every CPU)
     assert recipe.precision == "auto"
@@ -264,7 +238,7 @@ def test_shipped_long_run_is_complete_and_loads_in_both_libraries():
     assert summary["mlm_loss"] == pytest.approx(last["eval_mlm_loss"])
     assert summary["mlm_loss"] < summary["unigram_entropy"] - 1  # well past the plateau
     assert (run / "final" / "model.safetensors").stat().st_size < 20e6
-    assert recipes.latest_pretrained(run) == run / "final"
+    assert pretraining.latest_pretrained(run) == run / "final"
 
     ours = bertlab.BertForMaskedLM.from_pretrained(run / "final").eval()
     theirs = transformers.AutoModelForMaskedLM.from_pretrained(run / "final").eval()
@@ -279,43 +253,43 @@ def test_shipped_long_run_is_complete_and_loads_in_both_libraries():
 def test_pretrain_writes_the_run_resumes_it_and_keeps_the_previous_one(small_data, small_corpus,
                                                                        tmp_path):
     recipe = small_data[0]
-    data = recipes.build_data(recipe, corpus=small_corpus)  # collators whose masks start afresh
+    data = pretraining.build_data(recipe, corpus=small_corpus)  # collators whose masks start afresh
     run_dir = tmp_path / "run"
     stop_at_4 = lambda info: info["step"] >= 4  # noqa: E731  (a callback that ends a sitting)
-    first = recipes.pretrain(recipe, run_dir, data=data, probe=True, callbacks=[stop_at_4],
+    first = pretraining.pretrain(recipe, run_dir, data=data, probe=True, callbacks=[stop_at_4],
                              progress=False)
     assert not first.finished and not (run_dir / "final").exists()
-    assert [p.name for p in recipes.list_pretrained(run_dir)] == ["step-000002", "step-000004"]
+    assert [p.name for p in pretraining.list_pretrained(run_dir)] == ["step-000002", "step-000004"]
     with pytest.raises(ValueError, match="another recipe"):
-        recipes.pretrain(recipe.replace(lr=3e-4), run_dir, data=data, resume=True)
+        pretraining.pretrain(recipe.replace(lr=3e-4), run_dir, data=data, resume=True)
     # a run recorded before a recipe field existed resumes too: the field takes its default
     written = json.loads((run_dir / "recipe.json").read_text())
     del written["recipe"]["pre_layer_norm"]
     (run_dir / "recipe.json").write_text(json.dumps(written))
-    rest = recipes.pretrain(recipe, run_dir, data=data, resume=True, progress=False)
-    assert rest.finished and recipes.latest_pretrained(run_dir) == run_dir / "final"
+    rest = pretraining.pretrain(recipe, run_dir, data=data, resume=True, progress=False)
+    assert rest.finished and pretraining.latest_pretrained(run_dir) == run_dir / "final"
     assert int(rest.history["step"].iloc[-1]) == recipe.max_steps
 
     # the same run in one sitting reaches the same weights: resuming lost nothing
-    fresh = recipes.build_data(recipe, corpus=small_corpus)
-    whole = recipes.pretrain(recipe, tmp_path / "whole", data=fresh, progress=False)
+    fresh = pretraining.build_data(recipe, corpus=small_corpus)
+    whole = pretraining.pretrain(recipe, tmp_path / "whole", data=fresh, progress=False)
     for (name, a), b in zip(rest.model.state_dict().items(), whole.model.state_dict().values(),
                             strict=True):
         assert torch.equal(a, b), name
     recorded = json.loads((run_dir / "recipe.json").read_text())["recipe"]
-    assert recipes.PretrainingRecipe.from_dict(recorded) == recipe
+    assert pretraining.PretrainingRecipe.from_dict(recorded) == recipe
 
-    again = recipes.pretrain(recipe, run_dir, data=data, progress=False)  # a new run
+    again = pretraining.pretrain(recipe, run_dir, data=data, progress=False)  # a new run
     assert again.finished
     assert (tmp_path / "run.previous" / "final" / "model.safetensors").is_file()
     assert "train_mlm_loss" in first.history and "train_mlm_loss" not in again.history
 
 
 def test_pre_layer_norm_recipe_trains_and_saves_a_pre_ln_model(small_data, tmp_path):
-    from bertlab.model import BertForPreTraining
+    from bertlab.heads import BertForPreTraining
 
     recipe, data = small_data
-    run = recipes.pretrain(recipe.replace(pre_layer_norm=True), tmp_path / "pre-ln", data=data,
+    run = pretraining.pretrain(recipe.replace(pre_layer_norm=True), tmp_path / "pre-ln", data=data,
                            progress=False)
     assert run.finished and run.model.config.pre_layer_norm
     assert BertForPreTraining.from_pretrained(tmp_path / "pre-ln" / "final").config.pre_layer_norm
@@ -328,18 +302,18 @@ def test_packed_mlm_only_recipe_and_sotu_share(small_corpus, tmp_path):
                for i in range(60)]
     corpus = Corpus(name="mixed", train=small_corpus.train + reviews,
                     heldout=small_corpus.heldout)
-    recipe = recipes.PretrainingRecipe(**SMALL, nsp=False, sotu_share=0.0)
-    data = recipes.build_data(recipe, corpus=corpus)
+    recipe = pretraining.PretrainingRecipe(**SMALL, nsp=False, sotu_share=0.0)
+    data = pretraining.build_data(recipe, corpus=corpus)
     assert not any("next_sentence_label" in p for p in data.train)
     words = " ".join(data.tokenizer.decode(p["input_ids"]) for p in data.train)
     assert all(f"film {i} is fine" in words for i in range(60))  # every one-sentence review
     assert data.corpus.train == reviews  # no speech left
-    half = recipes.build_data(recipe.replace(sotu_share=0.5), corpus=corpus).corpus.train
+    half = pretraining.build_data(recipe.replace(sotu_share=0.5), corpus=corpus).corpus.train
     assert sum(d.source == "sotu" for d in half) == 2
-    run = recipes.pretrain(recipe, tmp_path / "mlm", data=data, probe=True, progress=False)
+    run = pretraining.pretrain(recipe, tmp_path / "mlm", data=data, probe=True, progress=False)
     assert run.finished and "eval_nsp_accuracy" not in run.history
     assert run.history["eval_mlm_loss"].notna().sum() == 2  # evaluated at steps 3 and 6
     with pytest.raises(ValueError, match="sotu_share"):
-        recipes.PretrainingRecipe(sotu_share=1.5)
+        pretraining.PretrainingRecipe(sotu_share=1.5)
     with pytest.raises(ValueError, match="no text"):
-        recipes.PretrainingRecipe(sotu_share=0, add_sentiment_train=False)
+        pretraining.PretrainingRecipe(sotu_share=0, add_sentiment_train=False)

@@ -1,4 +1,4 @@
-"""Turning examples into batches: dynamic padding, MLM masking, length-grouped batches.
+"""Turning examples into batches: dynamic padding and MLM masking.
 
 * ``MLMCollator`` pads a batch to its longest sequence and masks it for masked-LM training:
   15% of the real tokens are chosen (never ``[CLS]``, ``[SEP]``, ``[PAD]`` ...); of those 80%
@@ -6,20 +6,22 @@
   original ids at the chosen positions and -100 (ignored by the loss) everywhere else.
 * ``PaddingCollator`` pads already tokenized examples (fine-tuning);
   ``TextClassificationCollator`` tokenizes raw text per batch and pads it.
-* ``LengthGroupedSampler`` forms batches of similar length, so less compute goes to padding.
+
+Batches of similar length (less padding) come from ``train(..., group_by_length=True)``: the
+order of an epoch is ``bertlab.batching.epoch_batches``.
 
 Everything that runs per batch is vectorised torch: no Python loop over tokens.
 """
 
 from __future__ import annotations
 
-import random
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 
+from bertlab.checks import IGNORE_INDEX
+
 __all__ = [
-    "LengthGroupedSampler",
     "MLMCollator",
     "PaddingCollator",
     "TextClassificationCollator",
@@ -27,7 +29,6 @@ __all__ = [
     "pad_sequences",
 ]
 
-IGNORE_INDEX = -100  # label value that torch's cross-entropy skips
 
 
 def pad_sequences(
@@ -272,49 +273,3 @@ class MLMCollator:
                 self.generator.manual_seed(info.seed)
                 self._worker_seed = info.seed
         return self.generator
-
-
-class LengthGroupedSampler(torch.utils.data.Sampler[list[int]]):
-    """Yield batches of indices whose examples have similar lengths (a ``batch_sampler``).
-
-    The indices are shuffled, cut into mega-batches of ``mega_batch_size`` batches, each
-    mega-batch is sorted by length and cut into batches, and the batches are shuffled. Batches
-    are then nearly uniform in length (little padding) but still random. Seeded: the same seed
-    gives the same batches; each new pass (epoch) draws a new order.
-
-    ``DataLoader(dataset, batch_sampler=LengthGroupedSampler(lengths, 32), collate_fn=...)``
-    """
-
-    def __init__(self, lengths: Sequence[int], batch_size: int, *, mega_batch_size: int = 50,
-                 seed: int = 0, drop_last: bool = False):
-        if batch_size < 1 or mega_batch_size < 1:
-            raise ValueError("batch_size and mega_batch_size must be positive integers.")
-        self.lengths = list(lengths)
-        self.batch_size = batch_size
-        self.mega_batch_size = mega_batch_size
-        self.seed = seed
-        self.drop_last = drop_last
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        """Choose the pass whose order is drawn next (otherwise each pass takes the next)."""
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        full, rest = divmod(len(self.lengths), self.batch_size)
-        return full + (rest > 0 and not self.drop_last)
-
-    def __iter__(self) -> Iterator[list[int]]:
-        rng = random.Random(f"{self.seed}-{self.epoch}")
-        self.epoch += 1
-        order = list(range(len(self.lengths)))
-        rng.shuffle(order)
-        span = self.batch_size * self.mega_batch_size
-        batches = []
-        for start in range(0, len(order), span):
-            mega = sorted(order[start : start + span], key=self.lengths.__getitem__, reverse=True)
-            batches += [mega[i : i + self.batch_size] for i in range(0, len(mega), self.batch_size)]
-        if self.drop_last:
-            batches = [b for b in batches if len(b) == self.batch_size]
-        rng.shuffle(batches)
-        yield from batches

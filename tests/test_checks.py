@@ -1,24 +1,21 @@
-"""Bad input gets a ValueError/TypeError that names the problem and the fix, never a deep
-IndexError or ATen error. One test per case."""
+"""bertlab.checks: bad input gets a ValueError/TypeError that names the problem and the fix,
+never a deep IndexError or ATen error. One test per case, through the models that call the
+checks, and on the functions themselves."""
 
 from __future__ import annotations
-
-import json
-import pickle
-import re
-from pathlib import Path
 
 import pytest
 import torch
 
-from bertlab import BertConfig, CheckpointError
-from bertlab.model import (
+from bertlab import BertConfig
+from bertlab.checks import IGNORE_INDEX, check_inputs, check_labels, check_regression_targets
+from bertlab.heads import (
     BertForMaskedLM,
     BertForPreTraining,
     BertForSequenceClassification,
     BertForTokenClassification,
-    BertModel,
 )
+from bertlab.model import BertModel
 
 CONFIG = BertConfig(vocab_size=100, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
                     intermediate_size=24, max_position_embeddings=20, num_labels=3)
@@ -111,13 +108,7 @@ def test_position_ids_shape(model):
         model(IDS, position_ids=torch.tensor([[0, 1, 2]]))
 
 
-# -- configuration ---------------------------------------------------------------------------
-
-
-def test_hidden_size_not_divisible_by_heads():
-    with pytest.raises(ValueError, match="hidden_size=100 is not divisible by "
-                                         "num_attention_heads=12.*Choose a head count"):
-        BertConfig(hidden_size=100, num_attention_heads=12)
+# -- the model's own argument ----------------------------------------------------------------
 
 
 def test_model_needs_a_bertlab_config():
@@ -176,126 +167,49 @@ def test_masked_only_needs_labels():
         pretraining(IDS, masked_only=True)
 
 
-# -- checkpoints -----------------------------------------------------------------------------
-
-
-@pytest.fixture
-def saved(tmp_path) -> Path:
-    torch.manual_seed(0)
-    return BertForPreTraining(CONFIG).save_pretrained(tmp_path / "checkpoint")
-
-
-def test_missing_folder(tmp_path):
-    missing = tmp_path / "nowhere"
-    where = re.escape(str(missing))
-    with pytest.raises(CheckpointError, match=f"No checkpoint folder at {where}.*save_pretrained"):
-        BertModel.from_pretrained(missing)
-    assert issubclass(CheckpointError, ValueError)
-
-
-def test_missing_config(saved):
-    (saved / "config.json").unlink()
-    with pytest.raises(CheckpointError, match="has no config.json.*BertConfig.save"):
-        BertModel.from_pretrained(saved)
-
-
-def test_missing_weights(saved):
-    (saved / "model.safetensors").unlink()
-    with pytest.raises(CheckpointError, match="No model.safetensors in .*save_pretrained"):
-        BertModel.from_pretrained(saved)
-
-
-def test_corrupt_safetensors(saved):
-    (saved / "model.safetensors").write_bytes(b"\x00garbage, not a safetensors file")
-    with pytest.raises(CheckpointError, match=r"Could not read .*model.safetensors.*damaged"):
-        BertModel.from_pretrained(saved)
-
-
-def test_truncated_safetensors(saved):
-    path = saved / "model.safetensors"
-    path.write_bytes(path.read_bytes()[:-1000])
-    with pytest.raises(CheckpointError, match=r"Could not read .*model.safetensors"):
-        BertModel.from_pretrained(saved)
-
-
-def test_corrupt_config(saved):
-    (saved / "config.json").write_text('{"hidden_size": 16,')
-    with pytest.raises(ValueError, match="config.json is not valid JSON"):
-        BertModel.from_pretrained(saved)
-
-
-class _Trap:
-    """Unpickling this creates a file: proof that a pickle was (not) opened."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return (Path.touch, (self.marker,))
-
-
-def test_pickle_checkpoint_is_refused_not_opened(saved, tmp_path):
-    (saved / "model.safetensors").unlink()
-    marker = tmp_path / "unpickled"
-    (saved / "pytorch_model.bin").write_bytes(pickle.dumps(_Trap(marker)))
-    refused = r"only pytorch_model.bin, a pickle.*weights_only=True"
-    with pytest.raises(CheckpointError, match=refused):
-        BertModel.from_pretrained(saved)
-    assert not marker.exists()
-
-
-def test_config_does_not_fit_weights(saved):
-    config = json.loads((saved / "config.json").read_text())
-    (saved / "config.json").write_text(json.dumps({**config, "num_hidden_layers": 2}))
-    with pytest.raises(CheckpointError, match=r"missing from the checkpoint: .*encoder.layer.1\."):
-        BertForPreTraining.from_pretrained(saved)
-
-
-def test_extra_layers_in_checkpoint_are_named(tmp_path):
-    BertModel(BertConfig.from_dict({**CONFIG.to_dict(), "num_hidden_layers": 2})).save_pretrained(
-        tmp_path
-    )
-    config = json.loads((tmp_path / "config.json").read_text())
-    (tmp_path / "config.json").write_text(json.dumps({**config, "num_hidden_layers": 1}))
-    with pytest.raises(CheckpointError, match=r"in the checkpoint but not in the model: "
-                                              r"encoder.layer.1\."):
-        BertModel.from_pretrained(tmp_path)
-
-
-def test_shape_mismatch_is_named(tmp_path):
-    BertForSequenceClassification(CONFIG).save_pretrained(tmp_path)
-    with pytest.raises(CheckpointError, match=r"classifier.weight: checkpoint \(3, 16\) vs "
-                                              r"model \(5, 16\).*num_labels"):
-        BertForSequenceClassification.from_pretrained(tmp_path, num_labels=5)
-
-
-def test_unknown_override_is_named(saved):
-    with pytest.raises(ValueError, match="Unknown BertConfig field.*num_label"):
-        BertModel.from_pretrained(saved, num_label=2)
-
-
-def test_untied_decoder_is_refused(saved):
-    from safetensors.torch import load_file, save_file
-
-    state = load_file(saved / "model.safetensors")
-    state["cls.predictions.decoder.weight"] = torch.randn(CONFIG.vocab_size, CONFIG.hidden_size)
-    save_file(state, saved / "model.safetensors")
-    with pytest.raises(CheckpointError, match="untied decoder"):
-        BertForPreTraining.from_pretrained(saved)
-
-
 def test_inputs_on_another_device(model):
     with pytest.raises(ValueError, match=r"input_ids is on meta but the model is on cpu.*\.to\("):
         model(IDS.to("meta"))
     assert model.device == torch.device("cpu")
 
 
-def test_hub_name_offline(monkeypatch):
-    """A name that is not a local folder is looked up on the hub; offline, that fails clearly."""
-    import huggingface_hub.constants
+# -- regression targets (num_labels=1) -------------------------------------------------------
 
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # never the network
-    with pytest.raises(CheckpointError, match=r"No checkpoint folder at .*no-such-model, and "
-                                              r"'bertlab-tests/no-such-model' could not be "
-                                              r"fetched from the Hugging Face hub"):
-        BertModel.from_pretrained("bertlab-tests/no-such-model")
+
+def test_regression_needs_one_target_per_sequence():
+    regressor = BertForSequenceClassification(BertConfig.from_dict({**CONFIG.to_dict(),
+                                                                    "num_labels": 1}))
+    with pytest.raises(ValueError, match=r"labels has shape \(3,\); a regression "
+                                         r"\(num_labels=1\) needs one target per sequence, "
+                                         r"shape \(2,\)"):
+        regressor(IDS, labels=torch.tensor([0.5, 1.0, 2.0]))
+    with pytest.raises(TypeError, match="labels must be a torch.Tensor, got list"):
+        regressor(IDS, labels=[0.5, 1.0])
+    # float targets (not class ids) are what a regression takes
+    out = regressor(IDS, labels=torch.tensor([0.5, 1.0]))
+    assert out.loss.ndim == 0 and torch.isfinite(out.loss)
+
+
+# -- the functions themselves ----------------------------------------------------------------
+
+
+def test_checks_accept_what_the_models_read():
+    """Valid input passes silently: each check is a guard, not a transformation."""
+    check_inputs(CONFIG, IDS, torch.ones_like(IDS), torch.zeros_like(IDS),
+                 torch.arange(4)[None], device=torch.device("cpu"))
+    check_labels(torch.tensor([[0, IGNORE_INDEX, 2, 1], [IGNORE_INDEX] * 4]), 3, IDS, "labels",
+                 per_token=True)
+    check_labels(None, 3, IDS, "labels", per_token=False)  # no labels: nothing to check
+    check_regression_targets(torch.tensor([0.1, -2.0]), IDS)
+    assert IGNORE_INDEX == -100  # PyTorch's cross_entropy default: the losses skip it
+
+
+def test_check_labels_names_the_argument():
+    with pytest.raises(ValueError, match=r"next_sentence_label holds 5, outside \[0, 2\)"):
+        check_labels(torch.tensor([0, 5]), 2, IDS, "next_sentence_label", per_token=False)
+    with pytest.raises(ValueError, match=r"tags has shape \(2, 3\) but input_ids has shape "
+                                         r"\(2, 4\)"):
+        check_labels(torch.zeros(2, 3, dtype=torch.long), 3, IDS, "tags", per_token=True)
+    with pytest.raises(ValueError, match="tags is on meta but input_ids on cpu"):
+        check_labels(torch.zeros(2, 4, dtype=torch.long, device="meta"), 3, IDS, "tags",
+                     per_token=True)

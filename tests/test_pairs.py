@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 
 from bertlab.data.corpus import Document
-from bertlab.data.pretraining import (
+from bertlab.data.pairs import (
     build_nsp_pairs,
     build_nsp_pairs_from_ids,
     build_packed_sequences,

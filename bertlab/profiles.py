@@ -1,5 +1,9 @@
 """Run profiles: one knob that picks the scale of every experiment in the course.
 
+``setup()`` is the first cell of every notebook: it picks the profile, seeds every generator
+(:mod:`bertlab.randomness`), quiets the libraries' own progress bars, and applies the course's
+plot style (:mod:`bertlab.viz.style`).
+
 ``cpu`` (the default) keeps each notebook within minutes on a 2-core laptop, and
 is the profile whose outputs are committed and checked by nbval. ``gpu`` trains
 bigger models for longer; it is chosen automatically when CUDA is available
@@ -13,13 +17,13 @@ training run's figures must not depend on whether the learner's CPU has bf16 ari
 from __future__ import annotations
 
 import os
-import random
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
-__all__ = ["PROFILES", "Profile", "get_profile", "seed_everything", "setup"]
+from bertlab.randomness import seed_everything
+
+__all__ = ["PROFILES", "Profile", "get_profile", "setup"]
 
 PROFILES = ("cpu", "gpu")
 
@@ -64,14 +68,6 @@ def get_profile(name: str | None = None, seed: int = 0) -> Profile:
     return Profile(name=name, device="cuda" if name == "gpu" else "cpu", seed=seed)
 
 
-def seed_everything(seed: int = 0) -> None:
-    """Seed Python, NumPy and torch (CPU and CUDA) so a run repeats exactly."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    torch.cuda.manual_seed_all(seed)
-
-
 def setup(seed: int = 0, profile: str | None = None) -> Profile:
     """First cell of every notebook: seeds, profile, quiet libraries, plot style.
 
@@ -81,8 +77,6 @@ def setup(seed: int = 0, profile: str | None = None) -> Profile:
     seed = _seed_from_environment(seed)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the course never waits on the hub
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    import matplotlib
-
     try:  # transformers' and datasets' own progress bars and advice go to stderr
         import transformers
 
@@ -97,15 +91,9 @@ def setup(seed: int = 0, profile: str | None = None) -> Profile:
         datasets.disable_progress_bars()
     except ImportError:
         pass
-    matplotlib.rcParams.update({
-        "figure.dpi": 100,
-        "figure.figsize": (6.4, 3.6),
-        "axes.spines.top": False,
-        "axes.spines.right": False,
-        "axes.grid": True,
-        "grid.alpha": 0.3,
-        "font.size": 10,
-    })
+    from bertlab.viz.style import use_style  # matplotlib: imported only here
+
+    use_style()  # the course's one plot style, for plain matplotlib cells too
     seed_everything(seed)
     chosen = get_profile(profile, seed=seed)
     print(f"bertlab profile: {chosen.name} (device {chosen.device}), seed {seed}")

@@ -1,78 +1,27 @@
-"""Plots for the course: attention maps, per-head summaries, training curves, confusion matrix.
+"""Attention, pictured: get a model's attention maps, draw them, and sum up what each head does.
 
-Every plotting function builds its own figure in one shared style and *returns* it (it never
-calls ``plt.show()``), so a notebook cell ending in ``viz.attention_heatmap(...)`` shows the
-figure exactly once and a script can ``fig.savefig(...)``.
-
-Attention functions take the same three leading arguments, in the order :func:`attention_for`
+Every function takes the same three leading arguments, in the order :func:`attention_for`
 returns them, so ``viz.attention_heatmap(*viz.attention_for(model, tok, "A", "B"), layer=2)``
 works. ``attentions`` may be the model's own output (a tuple over layers of
 ``(1, heads, seq, seq)`` tensors) or an array of shape ``(layers, heads, seq, seq)``.
 
 The bertviz wrappers :func:`head_view` and :func:`model_view` live here too; for a viewer that
-works without internet access see :mod:`bertlab.viewer`.
+works without internet access see :mod:`bertlab.viz.viewer`.
 """
 
 from __future__ import annotations
 
-import functools
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-# One palette and one set of defaults for every figure in the course.
-PALETTE = [
-    "#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860",
-    "#da8bc3", "#8c8c8c", "#ccb974", "#64b5cd",
-]
-STYLE: dict[str, Any] = {
-    "figure.dpi": 100,
-    "figure.constrained_layout.use": True,
-    "font.size": 9,
-    "axes.titlesize": 10,
-    "axes.titleweight": "bold",
-    "axes.labelsize": 9,
-    "axes.spines.top": False,
-    "axes.spines.right": False,
-    "axes.prop_cycle": plt.cycler(color=PALETTE),
-    "axes.grid": False,
-    "grid.alpha": 0.3,
-    "legend.frameon": False,
-    "legend.fontsize": 8,
-}
-ATTENTION_CMAP = "Blues"
-ENTROPY_CMAP = "viridis"
-
-# Columns of a training history that count progress rather than measure it.
-_PROGRESS_COLUMNS = {"step", "global_step", "epoch", "samples", "tokens", "time", "seconds",
-                     "elapsed", "elapsed_s"}
-
-
-def _styled(func: Callable[..., Figure]) -> Callable[..., Figure]:
-    """Build the figure under the course style without touching the user's rcParams."""
-
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        with plt.rc_context(STYLE):
-            return func(*args, **kwargs)
-
-    return wrapper
-
-
-def _new_figure(nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float],
-                **kwargs) -> tuple[Figure, np.ndarray]:
-    """A figure detached from pyplot, so Jupyter shows it once: when it is returned."""
-    fig, axes = plt.subplots(nrows, ncols, figsize=figsize, squeeze=False, **kwargs)
-    plt.close(fig)  # drawing still works; pyplot just stops tracking (and auto-showing) it
-    return fig, axes
-
+from bertlab.viz.style import ATTENTION_CMAP, ENTROPY_CMAP, annotate_cells, new_figure, styled
 
 # --------------------------------------------------------------------------------------------
 # Getting attention out of a model
@@ -202,7 +151,7 @@ def _segment_b_start(encoding: Any, tokens: list[str], tokenizer: Any,
     )
 
 
-def _validated(tokens: Sequence[str], attentions: Any,
+def validated(tokens: Sequence[str], attentions: Any,
                sentence_b_start: int | None) -> tuple[list[str], np.ndarray]:
     """Shared argument checks for every function that takes (tokens, attentions, ...)."""
     array = stack_attentions(attentions)
@@ -222,7 +171,7 @@ def _validated(tokens: Sequence[str], attentions: Any,
     return tokens, array
 
 
-def _check_layer_head(array: np.ndarray, layer: int, head: int | None = None) -> None:
+def check_layer_head(array: np.ndarray, layer: int, head: int | None = None) -> None:
     num_layers, num_heads = array.shape[:2]
     if not -num_layers <= layer < num_layers:
         raise ValueError(f"layer={layer} does not exist; the model has layers 0..{num_layers - 1}")
@@ -254,7 +203,7 @@ def _draw_attention(ax: Axes, weights: np.ndarray, tokens: list[str],
     return image
 
 
-@_styled
+@styled
 def attention_heatmap(tokens: Sequence[str], attentions: Any,
                       sentence_b_start: int | None = None, *, layer: int = 0, head: int = 0,
                       ax: Axes | None = None, vmax: float | None = 1.0,
@@ -264,11 +213,11 @@ def attention_heatmap(tokens: Sequence[str], attentions: Any,
     ``vmax=1.0`` keeps one colour scale across heads; ``vmax=None`` stretches it to this head.
     Pass ``ax`` to draw into an existing figure (the returned figure is then ``ax.figure``).
     """
-    tokens, array = _validated(tokens, attentions, sentence_b_start)
-    _check_layer_head(array, layer, head)
+    tokens, array = validated(tokens, attentions, sentence_b_start)
+    check_layer_head(array, layer, head)
     if ax is None:
         side = min(10.0, 2.0 + 0.22 * len(tokens))
-        fig, axes = _new_figure(figsize=(side + 1.0, side))
+        fig, axes = new_figure(figsize=(side + 1.0, side))
         ax = axes[0, 0]
     else:
         fig = ax.figure
@@ -280,20 +229,20 @@ def attention_heatmap(tokens: Sequence[str], attentions: Any,
     return fig
 
 
-@_styled
+@styled
 def attention_heads_grid(tokens: Sequence[str], attentions: Any,
                          sentence_b_start: int | None = None, *, layer: int = 0,
                          ncols: int = 4, vmax: float | None = 1.0) -> Figure:
     """All heads of one layer side by side, on one colour scale, token labels on the outer axes."""
-    tokens, array = _validated(tokens, attentions, sentence_b_start)
-    _check_layer_head(array, layer)
+    tokens, array = validated(tokens, attentions, sentence_b_start)
+    check_layer_head(array, layer)
     if ncols < 1:
         raise ValueError(f"ncols must be at least 1, got {ncols}")
     num_heads = array.shape[1]
     ncols = min(ncols, num_heads)
     nrows = -(-num_heads // ncols)
     panel = 1.2 + 0.12 * len(tokens)
-    fig, axes = _new_figure(nrows, ncols, figsize=(panel * ncols + 1.0, panel * nrows + 0.4))
+    fig, axes = new_figure(nrows, ncols, figsize=(panel * ncols + 1.0, panel * nrows + 0.4))
     fontsize = 7 if len(tokens) <= 24 else 5
     image = None
     for index, ax in enumerate(axes.flat):
@@ -340,7 +289,7 @@ def head_summary(tokens: Sequence[str], attentions: Any, sentence_b_start: int |
     To summarise several inputs, ``pd.concat`` their summaries; :func:`plot_head_summary`
     averages repeated (layer, head) rows.
     """
-    tokens, array = _validated(tokens, attentions, sentence_b_start)
+    tokens, array = validated(tokens, attentions, sentence_b_start)
     num_layers, num_heads, seq, _ = array.shape
     weights = array.astype(np.float64)
     safe = np.where(weights > 0, weights, 1.0)  # 0 * log 0 counts as 0
@@ -368,7 +317,7 @@ def head_summary(tokens: Sequence[str], attentions: Any, sentence_b_start: int |
     })
 
 
-@_styled
+@styled
 def plot_head_summary(summary: pd.DataFrame, columns: Sequence[str] | None = None, *,
                       ncols: int = 3, annotate: bool | None = None) -> Figure:
     """One layer x head map per summary column (from :func:`head_summary`).
@@ -398,7 +347,7 @@ def plot_head_summary(summary: pd.DataFrame, columns: Sequence[str] | None = Non
     nrows = -(-len(columns) // ncols)
     width = 1.0 + 0.3 * num_heads
     height = 0.8 + 0.3 * num_layers
-    fig, axes = _new_figure(nrows, ncols, figsize=(width * ncols + 1.2 * ncols, height * nrows))
+    fig, axes = new_figure(nrows, ncols, figsize=(width * ncols + 1.2 * ncols, height * nrows))
     for ax in axes.flat[len(columns):]:
         ax.set_visible(False)
     for ax, column in zip(axes.flat[:len(columns)], columns, strict=True):
@@ -419,155 +368,8 @@ def plot_head_summary(summary: pd.DataFrame, columns: Sequence[str] | None = Non
         for spine in ax.spines.values():
             spine.set_visible(False)
         if annotate:
-            _annotate_cells(ax, values, image, digits=1 if is_entropy else 2)
+            annotate_cells(ax, values, image, digits=1 if is_entropy else 2)
         fig.colorbar(image, ax=ax, shrink=0.9)
-    return fig
-
-
-def _annotate_cells(ax: Axes, values: np.ndarray, image, digits: int) -> None:
-    for (row, col), value in np.ndenumerate(values):
-        if np.isnan(value):
-            continue
-        dark = image.norm(value) > 0.6  # white text on dark cells
-        ax.text(col, row, f"{value:.{digits}f}", ha="center", va="center", fontsize=6,
-                color="white" if dark else "#222222")
-
-
-# --------------------------------------------------------------------------------------------
-# Training curves and confusion matrix
-# --------------------------------------------------------------------------------------------
-
-
-def _is_progress(column: str) -> bool:
-    """Counters and speeds (step, epoch, tokens_per_s) say how far or fast, not how well."""
-    name = column.lower()
-    return name in _PROGRESS_COLUMNS or name.endswith(("_per_s", "_per_second"))
-
-
-def _panel_of(column: str, values: pd.Series) -> str:
-    name = column.lower()
-    if "loss" in name:
-        return "loss"
-    if name in ("lr", "learning_rate") or name.endswith("_lr"):
-        return "learning rate"
-    if values.min() >= 0 and values.max() <= 1:
-        return "metric"
-    return column  # anything on its own scale (perplexity, grad norm, ...) gets its own panel
-
-
-@_styled
-def plot_history(history: Any, columns: Sequence[str] | None = None, *, x: str | None = None,
-                 reference: float | Mapping[str, float] | None = None,
-                 title: str | None = None) -> Figure:
-    """Training curves from a history table (a DataFrame, a list of dicts or a dict of lists).
-
-    Columns go to panels by kind: names containing "loss" share one panel, "lr" /
-    "learning_rate" get their own, measures within 0..1 (accuracy, F1) share a "metric"
-    panel, and any other column (perplexity, grad_norm) gets its own. ``columns`` picks which
-    to plot (default: every numeric column except counters and speeds such as step, epoch and
-    tokens_per_s). Rows where a column is missing (evaluation only every few steps) are
-    skipped for that curve.
-    ``x`` defaults to "step", else "epoch", else the row number. ``reference`` draws dashed
-    horizontal lines on the loss panel: a number, or ``{"unigram entropy": 6.2}``.
-    """
-    frame = history if isinstance(history, pd.DataFrame) else pd.DataFrame(history)
-    if frame.empty:
-        raise ValueError("history is empty: record at least one row (e.g. step and train_loss)")
-    if x is None:
-        x = next((c for c in ("step", "global_step", "epoch") if c in frame.columns), None)
-    elif x not in frame.columns:
-        raise ValueError(f"x={x!r} is not a column of the history; columns: {list(frame.columns)}")
-    numeric = [c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c])
-               and not pd.api.types.is_bool_dtype(frame[c])]
-    if columns is None:
-        columns = [c for c in numeric if c != x and not _is_progress(str(c))]
-    columns = list(columns)
-    bad = [c for c in columns if c not in numeric]
-    if bad or not columns:
-        raise ValueError(f"cannot plot {bad or 'nothing'}: choose numeric columns from {numeric}")
-    xs = frame[x] if x is not None else pd.Series(np.arange(len(frame)), index=frame.index)
-
-    panels: dict[str, list[str]] = {}
-    for column in columns:
-        values = frame[column].dropna()
-        panels.setdefault(_panel_of(str(column), values) if len(values) else "metric",
-                          []).append(column)
-    fig, axes = _new_figure(1, len(panels), figsize=(4.2 * len(panels), 3.2))
-    lines_on = "loss" if "loss" in panels else next(iter(panels))
-    for ax, (panel, panel_columns) in zip(axes.flat, panels.items(), strict=True):
-        for column in panel_columns:
-            present = frame[column].notna()
-            sparse = present.sum() <= 30
-            ax.plot(xs[present], frame.loc[present, column], label=str(column),
-                    marker="o" if sparse else None, markersize=3, linewidth=1.5)
-        if panel == "learning rate":
-            ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
-        if panel == lines_on and reference is not None:
-            references = reference if isinstance(reference, Mapping) else {"reference": reference}
-            greys = ["#555555", "#999999", "#bbbbbb"]
-            for number, (label, value) in enumerate(references.items()):
-                ax.axhline(float(value), linestyle="--", linewidth=1,
-                           color=greys[number % len(greys)],
-                           label=f"{label} ({float(value):.3g})")
-        ax.set_title(str(panel))
-        ax.set_xlabel(x if x is not None else "row")
-        ax.grid(True)
-        ax.legend()
-    if title:
-        fig.suptitle(title)
-    return fig
-
-
-@_styled
-def plot_confusion_matrix(y_true: Sequence[Any], y_pred: Sequence[Any], *,
-                          class_names: Sequence[str] | None = None,
-                          labels: Sequence[Any] | None = None, title: str | None = None,
-                          ax: Axes | None = None) -> Figure:
-    """Confusion matrix: rows = true class, columns = predicted class.
-
-    Cells are shaded by the share of their row (so classes of different sizes read alike) and
-    show the count and that share. ``labels`` fixes which label values appear and in what order
-    (default: every value seen, sorted); ``class_names`` are their display names.
-    """
-    from sklearn.metrics import confusion_matrix
-
-    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
-    if y_true.shape != y_pred.shape or y_true.ndim != 1 or len(y_true) == 0:
-        raise ValueError(f"y_true and y_pred must be non-empty 1-D sequences of the same length, "
-                         f"got shapes {y_true.shape} and {y_pred.shape}")
-    if labels is None:
-        labels = np.unique(np.concatenate([y_true, y_pred]))
-    labels = list(labels)
-    names = [str(n) for n in (class_names if class_names is not None else labels)]
-    if len(names) != len(labels):
-        raise ValueError(f"{len(names)} class_names for {len(labels)} labels {labels}; give one "
-                         "name per label, in label order")
-    counts = confusion_matrix(y_true, y_pred, labels=labels)
-    totals = counts.sum(axis=1, keepdims=True)
-    shares = np.divide(counts, totals, out=np.zeros(counts.shape, dtype=float), where=totals > 0)
-
-    if ax is None:
-        side = 2.2 + 0.7 * len(labels)
-        fig, axes = _new_figure(figsize=(side + 0.8, side))
-        ax = axes[0, 0]
-    else:
-        fig = ax.figure
-    image = ax.imshow(shares, cmap=ATTENTION_CMAP, vmin=0.0, vmax=1.0)
-    ax.grid(False)
-    for (row, col), count in np.ndenumerate(counts):
-        ax.text(col, row, f"{count}\n{shares[row, col]:.0%}", ha="center", va="center",
-                fontsize=9, color="white" if shares[row, col] > 0.6 else "#222222")
-    ticks = np.arange(len(labels))
-    ax.set_xticks(ticks, names)
-    ax.set_yticks(ticks, names)
-    ax.tick_params(length=0)
-    for spine in ax.spines.values():
-        spine.set_visible(False)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    accuracy = np.trace(counts) / counts.sum()
-    ax.set_title(title if title is not None else f"Confusion matrix (accuracy {accuracy:.1%})")
-    fig.colorbar(image, ax=ax, shrink=0.8, label="share of true class")
     return fig
 
 
@@ -587,7 +389,7 @@ def head_view(model: torch.nn.Module, tokenizer: Any, text_a: str, text_b: str |
 
     ``options`` go to ``bertviz.head_view`` (e.g. ``layer=2, heads=[0, 3]``). bertviz loads
     its JavaScript from a CDN, so it stays blank offline: use
-    :func:`bertlab.viewer.attention_viewer` there.
+    :func:`bertlab.viz.viewer.attention_viewer` there.
     """
     from bertviz import head_view as bertviz_head_view
 
