@@ -44,28 +44,10 @@ import pandas as pd
 import torch
 from torch import nn
 
-from bertlab.batching import (
-    check_dataset,
-    epoch_batches,
-    example_lengths,
-    forward_keywords,
-    loader,
-    model_inputs,
-    to_device,
-    token_count,
-    unwrap,
-)
+from bertlab import batching, files
 from bertlab.config import TrainConfig, configure
 from bertlab.devices import autocast, resolve_device, resolve_precision
 from bertlab.evaluation import evaluate
-from bertlab.files import (
-    STATE_NAME,
-    load_checkpoint,
-    load_training_state,
-    load_weights,
-    read_index,
-    save_checkpoint,
-)
 from bertlab.metrics import LossMetrics
 from bertlab.optimization import lr_schedule, make_optimizer
 from bertlab.randomness import own_generator, rng_state, seed_everything, set_rng_state
@@ -155,9 +137,9 @@ class _Run:
 
     def __init__(self, model, train_data, config, eval_data, collate_fn, eval_collate_fn,
                  eval_metrics, callbacks):
-        check_dataset(train_data, "train_data")
+        batching.check_dataset(train_data, "train_data")
         if eval_data is not None:
-            check_dataset(eval_data, "eval_data")
+            batching.check_dataset(eval_data, "eval_data")
         if config.patience is not None and eval_data is None:
             raise ValueError("patience (early stopping) needs eval_data to watch; pass eval_data")
         self.model, self.config = model, config
@@ -168,7 +150,7 @@ class _Run:
         self.precision = resolve_precision(config.precision, self.device)
         self.run_dir = Path(config.checkpoint_dir) if config.checkpoint_dir is not None else None
 
-        self.lengths = example_lengths(train_data) if config.group_by_length else None
+        self.lengths = batching.example_lengths(train_data) if config.group_by_length else None
         self.batches_per_epoch = len(self.batches_of(0))
         if self.batches_per_epoch == 0:
             raise ValueError(f"train_data has {len(train_data)} examples, fewer than one batch "
@@ -186,7 +168,7 @@ class _Run:
             lr_schedule(self.total_steps, warmup, config.schedule, config.min_lr_ratio),
         )
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
-        self.accepted, offers_masked_only = forward_keywords(model)
+        self.accepted, offers_masked_only = batching.forward_keywords(model)
         self.masked_only = config.masked_only and offers_masked_only
         self.greater_is_better = config.greater_is_better
         if self.greater_is_better is None:
@@ -207,7 +189,7 @@ class _Run:
 
     def batches_of(self, epoch: int) -> list[list[int]]:
         config = self.config
-        return epoch_batches(len(self.train_data), config.batch_size, epoch=epoch,
+        return batching.epoch_batches(len(self.train_data), config.batch_size, epoch=epoch,
                              seed=config.seed, shuffle=config.shuffle,
                              drop_last=config.drop_last, lengths=self.lengths)
 
@@ -218,7 +200,7 @@ class _Run:
     # ------------------------------------------------------------------ resume
 
     def _resume_if_asked(self) -> None:
-        index = read_index(self.run_dir) if self.run_dir is not None else None
+        index = files.read_index(self.run_dir) if self.run_dir is not None else None
         if index is None or index.get("last") is None:
             return
         if not self.config.resume:
@@ -227,9 +209,9 @@ class _Run:
                 "resume=True to continue it, or choose a new checkpoint_dir"
             )
         folder = self.run_dir / index["last"]
-        state = load_training_state(folder)
+        state = files.load_training_state(folder)
         if state is None:
-            raise ValueError(f"{folder} has weights but no {STATE_NAME}: it cannot be resumed")
+            raise ValueError(f"{folder} has weights but no {files.STATE_NAME}: it cannot be resumed")
         for key, value in self._data_settings().items():  # batches_per_epoch last: data size
             if state["data"][key] != value:
                 raise ValueError(
@@ -237,7 +219,7 @@ class _Run:
                     f"{state['data'][key]!r} but this run has {key}={value!r}; resume with the "
                     "same data and batch settings (or start a new run in another checkpoint_dir)"
                 )
-        load_weights(self.model, folder)
+        files.load_weights(self.model, folder)
         try:
             self.optimizer.load_state_dict(state["optimizer"])
         except ValueError as error:
@@ -261,7 +243,7 @@ class _Run:
         try:
             while progress.step < self.total_steps and not stopped_early:
                 batches = self.batches_of(progress.epoch)[progress.batch_in_epoch:]
-                stream = iter(loader(self.train_data, batches, self.collate_fn,
+                stream = iter(batching.loader(self.train_data, batches, self.collate_fn,
                                      config.num_workers, self.device.type == "cuda"))
                 while (progress.batch_in_epoch < self.batches_per_epoch
                        and progress.step < self.total_steps and not stopped_early):
@@ -293,7 +275,7 @@ class _Run:
             interrupted = True
             self.optimizer.zero_grad(set_to_none=True)  # drop a half-accumulated step
             self._save()
-            where = (f"; checkpoint in {self.run_dir / read_index(self.run_dir)['last']}"
+            where = (f"; checkpoint in {self.run_dir / files.read_index(self.run_dir)['last']}"
                      if self.run_dir is not None else " (no checkpoint_dir: nothing saved)")
             print(f"Interrupted at step {progress.step}/{self.total_steps}{where}.")
         finally:
@@ -304,9 +286,9 @@ class _Run:
         if config.restore_best and not interrupted and progress.best_step not in (
                 None, progress.step):
             if self.run_dir is not None:
-                load_checkpoint(self.run_dir, self.model, which="best")
+                files.load_checkpoint(self.run_dir, self.model, which="best")
             elif self.best_weights is not None:
-                unwrap(self.model).load_state_dict(self.best_weights)
+                batching.unwrap(self.model).load_state_dict(self.best_weights)
         return self._history(stopped_early=stopped_early, interrupted=interrupted)
 
     def _step(self, stream) -> float | None:
@@ -318,10 +300,10 @@ class _Run:
         tokens = 0
         for _ in range(group):
             batch = next(stream)
-            tokens += token_count(batch)
-            batch = to_device(batch, self.device)
+            tokens += batching.token_count(batch)
+            batch = batching.to_device(batch, self.device)
             with autocast(self.device, self.precision):
-                output = self.model(**model_inputs(batch, self.accepted, self.masked_only))
+                output = self.model(**batching.model_inputs(batch, self.accepted, self.masked_only))
             if getattr(output, "loss", None) is None:
                 raise ValueError("the model returned no loss: training batches need labels "
                                  "(check the collate_fn)")
@@ -410,7 +392,7 @@ class _Run:
             progress.best_metric, progress.best_step, progress.bad_evals = value, progress.step, 0
             if self.run_dir is None and config.restore_best:
                 self.best_weights = {k: v.detach().to("cpu", copy=True)
-                                     for k, v in unwrap(self.model).state_dict().items()}
+                                     for k, v in batching.unwrap(self.model).state_dict().items()}
         else:
             progress.bad_evals += 1
         self._save(best=improved)
@@ -435,7 +417,7 @@ class _Run:
             "progress": dataclasses.asdict(progress),
             "data": self._data_settings(),
         }
-        save_checkpoint(self.run_dir, self.model, step=progress.step, training_state=state,
+        files.save_checkpoint(self.run_dir, self.model, step=progress.step, training_state=state,
                         best=best, metric=progress.best_metric if best else None,
                         keep=self.config.keep_checkpoints)
         self.last_saved = progress.step
@@ -445,7 +427,7 @@ class _Run:
         history = pd.DataFrame(progress.history)
         checkpoint = None
         if self.last_saved is not None:
-            checkpoint = self.run_dir / read_index(self.run_dir)["last"]
+            checkpoint = self.run_dir / files.read_index(self.run_dir)["last"]
         history.attrs.update(
             best_step=progress.best_step, best_metric=progress.best_metric,
             stopped_early=stopped_early, interrupted=interrupted,
