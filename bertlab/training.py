@@ -474,14 +474,17 @@ def _progress_bar(total: int, initial: int, enabled: bool | None):
 
     By default it shows only where someone watches: a widget in a notebook (its saved text is
     the same on every run, so nbval is happy) or a text bar in a terminal. Elsewhere (scripts
-    piped to a file, pytest) it stays silent, because tqdm writes to stderr.
+    piped to a file, pytest) it stays silent, because tqdm writes to stderr. It redraws at most
+    once a second: every redraw of a notebook widget is a message to the frontend, and a long
+    run's thousands of them can overflow the kernel's message queue (a test runner such as nbval
+    then loses the end of the cell).
     """
     from tqdm.auto import tqdm
 
     if enabled is None:
         enabled = _in_notebook() or sys.stderr.isatty()
     return tqdm(total=total, initial=initial, desc="training", unit="step", disable=not enabled,
-                dynamic_ncols=True)
+                dynamic_ncols=True, mininterval=1.0)
 
 
 def _tensorboard(setting, checkpoint_dir):
