@@ -21,7 +21,7 @@ The package, in the order the course meets it (one concept per module):
 ``metrics``                 the numbers: accuracy and F1, the bootstrap, unigram entropy
 ``baselines``               majority class, TF-IDF + logistic regression, frozen-feature probe
 ``pretraining``             the course's pretraining recipe and run (notebooks 05-07)
-``ablation``                reading the pretraining ablation grid (notebook 05b)
+``ablation``                reading the pretraining ablation grid (notebook 06b)
 ``viz``                     the pictures: attention, training curves, offline attention viewer
 ==========================  ===================================================================
 

@@ -12,7 +12,7 @@ turns those rows into the answer:
 * :func:`plot_payoff` draws the gain against the tokens pretrained on;
 * :func:`plot_levers` compares the variants at their largest budget, one bar each.
 
-The course ships the results of its own grids (:func:`shipped_results`), so notebook 05b shows
+The course ships the results of its own grids (:func:`shipped_results`), so notebook 06b shows
 them without re-running hours of pretraining.
 """
 

@@ -87,8 +87,8 @@ def train(
     The history has one row every ``log_every`` steps and at each evaluation: step, epoch, lr,
     train_loss (mean since the previous row), grad_norm, tokens_per_s, and the evaluation
     figures as ``eval_*`` columns. Its ``attrs`` hold ``best_step``, ``best_metric``,
-    ``stopped_early``, ``interrupted``, ``skipped_batches``, ``device``, ``precision`` and
-    ``checkpoint`` (the last checkpoint folder, if any).
+    ``total_steps`` (the steps planned), ``stopped_early``, ``interrupted``, ``skipped_batches``,
+    ``device``, ``precision`` and ``checkpoint`` (the last checkpoint folder, if any).
     """
     config = configure(config, overrides)
     run = _Run(model, train_data, config, eval_data, collate_fn, eval_collate_fn or collate_fn,
@@ -430,7 +430,7 @@ class _Run:
             checkpoint = self.run_dir / files.read_index(self.run_dir)["last"]
         history.attrs.update(
             best_step=progress.best_step, best_metric=progress.best_metric,
-            stopped_early=stopped_early, interrupted=interrupted,
+            total_steps=self.total_steps, stopped_early=stopped_early, interrupted=interrupted,
             skipped_batches=progress.skipped_batches, device=str(self.device),
             precision=self.precision, checkpoint=checkpoint,
         )

@@ -61,10 +61,11 @@ def render(path: Path, out: Path, execute: bool, slides: bool) -> dict:
 
 def write_index(out: Path, lessons: list[dict], executed: bool) -> None:
     rows = []
-    for n, lesson in enumerate(lessons, 1):
+    for lesson in lessons:
+        number = lesson["stem"].split("_", 1)[0]  # the lesson's own number: 06b stays 06b
         extra = f' · <a href="{lesson["stem"]}.slides.html">slides</a>' if lesson["slides"] else ""
         took = f'<td class="t">{lesson["seconds"]:.0f} s</td>' if executed else "<td></td>"
-        rows.append(f'<tr><td class="n">{n:02d}</td><td><a href="{lesson["file"]}">'
+        rows.append(f'<tr><td class="n">{html.escape(number)}</td><td><a href="{lesson["file"]}">'
                     f'{html.escape(lesson["title"])}</a>{extra}</td>{took}</tr>')
     (out / "index.html").write_text(f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>bertlab — the course</title>

@@ -3,6 +3,11 @@
     python scripts/make_colab.py            # write colab/*.ipynb and refresh badges
     python scripts/make_colab.py --check    # exit 1 if anything is out of date
 
+Exercise solutions stay hidden until asked for: the code cells that follow a
+``<summary>Solution`` block are tagged ``solution`` and collapsed in JupyterLab
+(their source and outputs hidden; nbval still runs them), and in Colab they are
+forms with a title and no saved output, so running one reveals the answer.
+
 Each Colab notebook is its source notebook with one set-up cell in front. The cell
 does nothing outside Colab; in Colab it installs bertlab from the project's
 repository at the ref pinned here, says whether a GPU runtime is on, and picks
@@ -26,6 +31,8 @@ else:  # pragma: no cover
 ROOT = Path(__file__).resolve().parents[1]
 SETUP_TAG = "colab-setup"
 BADGE_TAG = "colab-badge"
+SOLUTION_TAG = "solution"
+SOLUTION_TITLE = "# @title Solution: run to check, double-click to show the code"
 
 
 def project_info() -> tuple[str, str]:
@@ -86,9 +93,38 @@ def with_badge(nb, name: str):
     return nb
 
 
-def colab_version(nb):
-    """The Colab notebook: the set-up cell, then the source notebook unchanged."""
+def solution_cells(nb) -> list[int]:
+    """Indices of the code cells that follow a markdown ``<summary>Solution`` (up to the next
+    markdown cell): the code of an exercise's solution."""
+    found, inside = [], False
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type == "markdown":
+            inside = "<summary>Solution" in cell.source
+        elif inside:
+            found.append(index)
+    return found
+
+
+def with_hidden_solutions(nb):
+    """Return a copy of ``nb`` whose solution cells are tagged and collapsed in JupyterLab."""
     nb = nbformat.from_dict(nb)
+    for index in solution_cells(nb):
+        metadata = nb.cells[index].metadata
+        tags = metadata.setdefault("tags", [])
+        if SOLUTION_TAG not in tags:
+            tags.append(SOLUTION_TAG)
+        metadata["jupyter"] = {"source_hidden": True, "outputs_hidden": True}
+    return nb
+
+
+def colab_version(nb):
+    """The Colab notebook: the set-up cell, then the source notebook, its solutions as forms."""
+    nb = nbformat.from_dict(nb)
+    for index in solution_cells(nb):
+        cell = nb.cells[index]
+        cell.source = f"{SOLUTION_TITLE}\n{cell.source}"
+        cell.metadata["cellView"] = "form"  # Colab shows the title, not the code
+        cell.outputs, cell.execution_count = [], None  # the answer appears when it is run
     cell = nbformat.v4.new_code_cell(setup_source(), metadata={"tags": [SETUP_TAG]})
     cell["id"] = "colab-setup"
     index = 1 if nb.cells and _tagged(nb.cells[0], BADGE_TAG) else 0
@@ -103,7 +139,8 @@ def _text(nb) -> str:
 
 
 def build(check: bool, only: list[str] | None = None) -> list[str]:
-    """Bring badges and colab/ up to date; return what was (or would be) changed.
+    """Bring badges, hidden solutions and colab/ up to date; return what was (or would be)
+    changed.
 
     ``only`` limits the work to the named notebooks (file names in notebooks/).
     """
@@ -114,7 +151,7 @@ def build(check: bool, only: list[str] | None = None) -> list[str]:
     wanted = {}
     for path in sources:
         nb = nbformat.read(path, as_version=4)
-        badged = with_badge(nb, path.name)
+        badged = with_hidden_solutions(with_badge(nb, path.name))
         if _text(badged) != path.read_text():
             changed.append(str(path.relative_to(ROOT)))
             if not check:

@@ -25,5 +25,15 @@ def assert_close():
     return check
 
 
+@pytest.fixture(autouse=True)
+def _close_figures():
+    """bertlab's plots are pyplot figures (shown by a cell's plt.show()); close what a test drew."""
+    yield
+    import sys
+
+    if "matplotlib.pyplot" in sys.modules:
+        sys.modules["matplotlib.pyplot"].close("all")
+
+
 # A headless Chromium (skips without it) for the browser tests.
 from browser import browser  # noqa: E402, F401

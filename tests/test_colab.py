@@ -36,6 +36,23 @@ def test_every_notebook_has_a_colab_twin_with_setup_first():
         assert f"git+{repo}@{ref}" in "".join(cells[1]["source"])
 
 
+def test_solutions_are_hidden_until_asked_in_jupyterlab_and_colab():
+    hidden = 0
+    for path in sorted((ROOT / "notebooks").glob("[0-9]*.ipynb")):
+        source = json.loads(path.read_text())
+        colab = json.loads((ROOT / "colab" / path.name).read_text())
+        indices = make_colab.solution_cells(make_colab.nbformat.reads(path.read_text(), 4))
+        for index in indices:
+            cell = source["cells"][index]
+            assert "solution" in cell["metadata"]["tags"], (path.name, index)
+            assert cell["metadata"]["jupyter"] == {"source_hidden": True, "outputs_hidden": True}
+            twin = colab["cells"][index + 1]  # after the set-up cell
+            assert twin["metadata"]["cellView"] == "form" and not twin["outputs"]
+            assert "".join(twin["source"]).startswith("# @title Solution")
+            hidden += 1
+    assert hidden >= 10  # every lesson with exercises has solutions to hide
+
+
 def _first_colab_notebook() -> str:
     notebooks = sorted((ROOT / "colab").glob("*.ipynb"))
     if not notebooks:

@@ -1,4 +1,5 @@
-"""Instructor mode: the rendered course opens in a real browser with every plot in place."""
+"""Instructor mode: the rendered course opens in a real browser with every plot and diagram in
+place, and the index numbers each lesson as the lesson does."""
 
 import subprocess
 import sys
@@ -6,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from browser import ARTIFACTS, needs_chromium
+from test_notebook_pictures import drawing_cells
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9]*.ipynb"))
@@ -33,6 +35,8 @@ def test_index_and_lessons_in_chromium(browser, course):
     links = browser.evaluate("[...document.querySelectorAll('#lessons a')]"
                              ".filter(a => !a.href.endsWith('.slides.html')).map(a => a.href)")
     assert [Path(link).stem for link in links] == [nb.stem for nb in NOTEBOOKS]
+    numbers = browser.evaluate("[...document.querySelectorAll('#lessons td.n')].map(td => td.textContent)")
+    assert numbers == [nb.stem.split("_")[0] for nb in NOTEBOOKS]  # each lesson's own number
     browser.screenshot("body", ARTIFACTS / "course-index.png")
     for link in links:
         browser.goto(link)
@@ -42,4 +46,5 @@ def test_index_and_lessons_in_chromium(browser, course):
                                  "i.src.startsWith('data:image/png') && i.naturalWidth > 100)"
                                  ".length")
         assert heading, f"{link}: no title"
-        assert plots >= 1, f"{link}: no rendered plot"
+        drawn = len(drawing_cells(ROOT / "notebooks" / f"{Path(link).stem}.ipynb"))
+        assert plots >= max(drawn, 1), f"{link}: {plots} rendered pictures for {drawn} drawing cells"

@@ -206,6 +206,7 @@ def test_early_stopping_fires_and_the_best_weights_come_back(on_disk, tmp_path):
                     progress=False)
     assert history.attrs["stopped_early"]
     assert history["step"].max() == 3  # best at step 1, then 2 evaluations without improvement
+    assert history.attrs["total_steps"] == 50  # what was planned, to say what stopping saved
     assert history.attrs["best_step"] == 1
     assert {"eval_accuracy", "eval_precision", "eval_recall", "eval_macro_f1"} <= set(history)
     for name, tensor in model.state_dict().items():

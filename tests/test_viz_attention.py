@@ -181,11 +181,11 @@ def _images(fig: Figure) -> list:
     return [ax for ax in fig.axes if ax.images and ax.get_visible() and ax.get_label() != "<colorbar>"]
 
 
-def test_figures_are_returned_not_shown():
-    before = plt.get_fignums()
+def test_figures_are_returned_for_plt_show():
     fig = viz.attention_heatmap(TOKENS, hand_made(), B_START, head=1)
     assert isinstance(fig, Figure)
-    assert plt.get_fignums() == before  # detached from pyplot: Jupyter shows it once
+    assert fig.number in plt.get_fignums()  # the cell's closing plt.show() shows it
+    plt.close(fig)
 
 
 def test_attention_heatmap(tmp_path):

@@ -75,13 +75,13 @@ def test_styled_draws_in_the_style_and_leaves_the_users_settings_alone():
     assert draw.__name__ == "draw"
 
 
-def test_new_figure_is_detached_from_pyplot():
-    before = plt.get_fignums()
+def test_new_figure_is_a_pyplot_figure_that_plt_show_shows():
     fig, axes = new_figure(2, 3, figsize=(6, 4))
     assert isinstance(fig, Figure) and axes.shape == (2, 3)
-    assert plt.get_fignums() == before  # Jupyter shows it once: when it is returned
+    assert fig.number in plt.get_fignums()  # a cell ending in plt.show() shows it
     _, single = new_figure(figsize=(2, 2))
     assert single.shape == (1, 1)  # always a 2-D array of axes
+    plt.close("all")
 
 
 def test_annotate_cells_writes_each_value_white_on_dark():

@@ -1,4 +1,4 @@
-"""The course's one plot style: a palette, two colour maps, and figures that show exactly once.
+"""The course's one plot style: a palette, two colour maps, and one way to show a figure.
 
 Every picture in the course is drawn under :data:`STYLE`: the bertlab plot functions apply it to
 the figures they build (without touching your own rcParams), and ``bertlab.setup()`` makes it the
@@ -72,11 +72,13 @@ def styled(func: Callable[..., Figure]) -> Callable[..., Figure]:
 
 def new_figure(nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float],
                **kwargs) -> tuple[Figure, np.ndarray]:
-    """A figure detached from pyplot, so Jupyter shows it once: when it is returned."""
-    fig, axes = plt.subplots(nrows, ncols, figsize=figsize, squeeze=False, layout="constrained",
-                             **kwargs)
-    plt.close(fig)  # drawing still works; pyplot just stops tracking (and auto-showing) it
-    return fig, axes
+    """A pyplot figure and a 2-D array of its axes, laid out without overlaps.
+
+    Like any matplotlib figure it reaches the notebook through ``plt.show()``: the course's one
+    convention is that every cell that draws ends with ``plt.show()``.
+    """
+    return plt.subplots(nrows, ncols, figsize=figsize, squeeze=False, layout="constrained",
+                        **kwargs)
 
 
 def annotate_cells(ax: Axes, values: np.ndarray, image, digits: int) -> None:
