@@ -21,6 +21,7 @@ from torch import nn
 from bertlab.batching import (
     check_dataset,
     epoch_batches,
+    example_lengths,
     forward_keywords,
     loader,
     model_inputs,
@@ -46,6 +47,7 @@ def evaluate(
     metrics: Callable[[], LossMetrics] | None = None,
     seed: int = 0,
     masked_only: bool = True,
+    group_by_length: bool = False,
 ) -> dict[str, float]:
     """Loss and task metrics of ``model`` on ``data``, in eval mode, without gradients.
 
@@ -53,7 +55,8 @@ def evaluate(
     pretraining heads, accuracy / precision / recall / macro-F1 for classifiers, the loss
     otherwise; or pass ``metrics=`` an accumulator class from ``bertlab.metrics``. Random
     choices in the collator (MLM masks) are seeded with ``seed``, so repeated evaluations mask
-    the same tokens, and training's random sequence is left untouched.
+    the same tokens, and training's random sequence is left untouched. ``group_by_length``
+    batches the examples shortest-first (less padding, the same figures up to rounding).
     """
     check_dataset(data, "eval data")
     device = resolve_device(device) if device is not None else model_device(model)
@@ -64,7 +67,8 @@ def evaluate(
     accumulator = metrics() if metrics is not None else None
     try:
         with isolated_rng(seed, own_generator(collate_fn)):
-            batches = epoch_batches(len(data), batch_size, shuffle=False)
+            lengths = example_lengths(data) if group_by_length else None
+            batches = epoch_batches(len(data), batch_size, shuffle=False, lengths=lengths)
             for batch in loader(data, batches, collate_fn, 0, device.type == "cuda"):
                 batch = to_device(batch, device)
                 with autocast(device, precision):
@@ -109,16 +113,20 @@ def predict(
     was_training = model.training
     model.eval()
     accepted, _ = forward_keywords(model)
+    # Batch sentences of similar length together (little padding); the probabilities go back
+    # into the caller's order at the end.
+    lengths = [len(ids) for ids in tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]]
+    order = np.argsort(lengths, kind="stable")
     chunks = []
     try:
         for start in range(0, len(texts), batch_size):
-            encoded = tokenizer(texts[start:start + batch_size], padding=True, truncation=True,
-                                max_length=max_length, return_tensors="pt")
-            output = model(**model_inputs(to_device(dict(encoded), device), accepted, False))
-            chunks.append(output.logits.float().softmax(-1).cpu())
+            batch = tokenizer([texts[i] for i in order[start:start + batch_size]], padding=True,
+                              truncation=True, max_length=max_length, return_tensors="pt")
+            output = model(**model_inputs(to_device(dict(batch), device), accepted, False))
+            chunks.append(output.logits.float().softmax(-1).cpu().numpy())
     finally:
         model.train(was_training)
-    probabilities = torch.cat(chunks).numpy()
+    probabilities = np.concatenate(chunks)[np.argsort(order)]  # back to the caller's order
     ids = probabilities.argmax(-1)
     if label_names is None:  # the config's class names, else LABEL_0, LABEL_1, ... as in HF
         config = getattr(unwrap(model), "config", None)

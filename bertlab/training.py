@@ -377,7 +377,8 @@ class _Run:
                            batch_size=config.eval_batch_size or 2 * config.batch_size,
                            device=self.device, precision=self.precision,
                            metrics=self.eval_metrics, seed=config.seed,
-                           masked_only=config.masked_only)
+                           masked_only=config.masked_only,
+                           group_by_length=config.group_by_length)
         if config.metric not in results:
             raise ValueError(f"metric={config.metric!r} is not among the evaluation results "
                              f"{sorted(results)}; choose one of them")

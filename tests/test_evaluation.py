@@ -72,6 +72,15 @@ def test_evaluate_a_classifier_gives_its_metrics(tokenizer):
     assert set(only_loss) == {"loss"}
 
 
+def test_evaluate_grouped_by_length_gives_the_same_figures():
+    model = classifier().eval()
+    data = classification_examples(13)
+    collate = PaddingCollator(pad_token_id=0)
+    in_order = evaluate(model, data, collate_fn=collate, batch_size=4)
+    grouped = evaluate(model, data, collate_fn=collate, batch_size=4, group_by_length=True)
+    assert grouped == pytest.approx(in_order, rel=1e-5, abs=1e-6)
+
+
 def test_evaluate_explains_what_it_cannot_score(tokenizer):
     data = [{"input_ids": e["input_ids"]} for e in classification_examples(4)]  # no labels
     with pytest.raises(ValueError, match="returned no loss: evaluation batches need labels"):
@@ -102,6 +111,15 @@ def test_predict_returns_labels_and_probabilities(tokenizer):
     assert single.labels == [f"LABEL_{result.label_ids[0]}"]
     batched = predict(model, tokenizer, texts, batch_size=1)  # padding changes nothing
     np.testing.assert_allclose(batched.probabilities, result.probabilities, atol=1e-6)
+
+
+def test_predict_answers_in_the_callers_order(tokenizer):
+    # predict batches sentences by length; each answer must still land on its own sentence
+    model = classifier()
+    texts = [" ".join(f"w{j}" for j in range(1, n + 1)) for n in [5, 1, 9, 3, 7, 2, 8]]
+    together = predict(model, tokenizer, texts, batch_size=3).probabilities
+    alone = np.concatenate([predict(model, tokenizer, t).probabilities for t in texts])
+    np.testing.assert_allclose(together, alone, atol=1e-6)
 
 
 def test_predict_explains_bad_arguments(tokenizer):
