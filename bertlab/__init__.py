@@ -22,6 +22,7 @@ The package, in the order the course meets it (one concept per module):
 ``baselines``               majority class, TF-IDF + logistic regression, frozen-feature probe
 ``pretraining``             the course's pretraining recipe and run (notebooks 05-07)
 ``ablation``                reading the pretraining ablation grid (notebook 06b)
+``lora``                    low-rank adaptation: LoRA layers, applied, merged, saved, loaded
 ``viz``                     the pictures: attention, training curves, offline attention viewer
 ==========================  ===================================================================
 
@@ -66,6 +67,10 @@ _EXPORTS = {
     "lr_schedule": "bertlab.optimization",
     "freeze": "bertlab.optimization",
     "train": "bertlab.training",
+    "apply_lora": "bertlab.lora",
+    "merge_lora": "bertlab.lora",
+    "save_lora": "bertlab.lora",
+    "load_lora": "bertlab.lora",
     "TimeLimit": "bertlab.training",
     "evaluate": "bertlab.evaluation",
     "predict": "bertlab.evaluation",

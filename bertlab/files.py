@@ -162,8 +162,34 @@ def read_weights(path: str | os.PathLike) -> dict:
         ) from err
 
 
+def write_tensors(path: str | os.PathLike, tensors: dict, metadata: dict[str, str]) -> Path:
+    """A safetensors file of named tensors with string ``metadata``, written atomically."""
+    from safetensors.torch import save_file
+
+    tensors = {name: t.detach().to("cpu").contiguous() for name, t in tensors.items()}
+    return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt",
+                                                                             **metadata}))
+
+
+def read_tensors(path: str | os.PathLike) -> tuple[dict, dict[str, str]]:
+    """The tensors and the metadata of a safetensors file (raw tensors only: nothing runs)."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(path, framework="pt") as file:
+            return {name: file.get_tensor(name) for name in file.keys()}, file.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(f"could not read {path}: {err}; the file is damaged or not a "
+                              "safetensors file: write it again") from err
+
+
 def write_model(model, folder: str | os.PathLike) -> Path:
     """A model folder: ``config.json`` (when the model has a config) and ``model.safetensors``."""
+    if any(".lora_A." in key for key in _unwrap(model).state_dict()):
+        raise CheckpointError(
+            "this model holds LoRA layers, which a model folder cannot describe: fold them into "
+            "its weights with bertlab.merge_lora(model) first, or save the adapter alone with "
+            "bertlab.save_lora(model, folder)")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     config = getattr(_unwrap(model), "config", None)
