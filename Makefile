@@ -7,7 +7,8 @@ AVX2    := ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 ONEDNN_MAX_CPU_
            OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 # The notebooks whose outputs come from training runs (07 reads 05's model); override to pick.
 TRAINING_NOTEBOOKS ?= notebooks/05_pretraining.ipynb notebooks/06_sentiment_finetuning.ipynb \
-                      notebooks/07_attention_visualisation.ipynb
+                      notebooks/07_attention_visualisation.ipynb \
+                      notebooks/10_parameter_efficient_finetuning.ipynb
 
 .PHONY: help setup lab test unit notebooks test-avx2 lint course slides colab
 
