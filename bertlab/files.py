@@ -118,16 +118,13 @@ def write_weights(model, folder: str | os.PathLike) -> Path:
     A tied weight (the MLM decoder *is* the word-embedding matrix) appears under two names in
     the state dict; it is stored under the first, as ``transformers`` does.
     """
-    from safetensors.torch import save_file
-
     tensors, seen = {}, set()
     for name, tensor in _unwrap(model).state_dict().items():
         if _storage_key(tensor) in seen:
             continue
         seen.add(_storage_key(tensor))
-        tensors[name] = tensor.detach().to("cpu").contiguous()
-    return atomic_write(Path(folder) / WEIGHTS_NAME,
-                        lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
+        tensors[name] = tensor
+    return write_tensors(Path(folder) / WEIGHTS_NAME, tensors, {})
 
 
 def read_weights(path: str | os.PathLike) -> dict:
