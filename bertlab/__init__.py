@@ -10,7 +10,7 @@ The package, in the order the course meets it (one concept per module):
 ``checks``                  input checks: a clear error instead of a deep IndexError
 ``files``                   every file on disk: model folders, checkpoints, the atomic write
 ``tokenizer``               WordPiece: train one with ``tokenizers``, or load MiniLM's
-``data``                    pinned sources, sentiment and corpus loaders, NSP pairs, collators
+``data``                    pinned sources, loaders (sentiment, subjectivity, corpus), NSP pairs, collators
 ``profiles``                the cpu/gpu profile and ``setup()``, every notebook's first cell
 ``randomness``              seeding every generator; saving and restoring their states
 ``devices``                 CUDA, MPS or CPU; bf16, fp16 or fp32
@@ -23,6 +23,7 @@ The package, in the order the course meets it (one concept per module):
 ``pretraining``             the course's pretraining recipe and run (notebooks 05-07)
 ``ablation``                reading the pretraining ablation grid (notebook 06b)
 ``lora``                    low-rank adaptation: LoRA layers, applied, merged, saved, loaded
+``memory``                  what one training step holds in memory, counted tensor by tensor
 ``viz``                     the pictures: attention, training curves, offline attention viewer
 ==========================  ===================================================================
 
@@ -52,6 +53,7 @@ _EXPORTS = {
     "minilm_dir": "bertlab.data.sources",
     "DataError": "bertlab.data.sources",
     "load_sentiment": "bertlab.data.sentiment",
+    "load_subjectivity": "bertlab.data.subjectivity",
     "load_corpus": "bertlab.data.corpus",
     "split_sentences": "bertlab.data.corpus",
     "build_nsp_pairs": "bertlab.data.pairs",
@@ -71,6 +73,7 @@ _EXPORTS = {
     "merge_lora": "bertlab.lora",
     "save_lora": "bertlab.lora",
     "load_lora": "bertlab.lora",
+    "training_memory": "bertlab.memory",
     "TimeLimit": "bertlab.training",
     "evaluate": "bertlab.evaluation",
     "predict": "bertlab.evaluation",

