@@ -20,6 +20,8 @@ machine: what the tensors need, not what an allocator happened to reserve. On a 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 from torch import nn
 
@@ -35,6 +37,9 @@ def training_memory(model: nn.Module, batch: dict, optimizer_class=torch.optim.A
     """
     import pandas as pd
 
+    if not isinstance(batch, Mapping):
+        raise TypeError(f"batch must be a dict of tensors the model takes as keyword arguments "
+                        f"(input_ids, attention_mask, labels, ...), not {type(batch).__name__}")
     trainable = [p for p in model.parameters() if p.requires_grad]
     if not trainable:
         raise ValueError("the model has no trainable parameters: nothing to train, no step to "

@@ -65,3 +65,5 @@ def test_clear_errors():
     model(**batch()).loss.backward()
     with pytest.raises(ValueError, match="already holds gradients"):
         training_memory(model, batch())
+    with pytest.raises(TypeError, match="dict of tensors"):
+        training_memory(Regression(), list(batch().values()))

@@ -203,7 +203,7 @@ def clean_rotten_tomatoes(rows: Sequence[tuple[str, str]]) -> tuple[list[str], l
 # --- the offline Rotten Tomatoes set -------------------------------------------------------
 
 
-def _read_rotten_tomatoes_rows() -> list[tuple[str, str]]:
+def read_rotten_tomatoes_rows() -> list[tuple[str, str]]:
     path = fetch("rotten_tomatoes") / "rotten_tomatoes_corpus_full.csv.bz2"
     try:
         with bz2.open(path, "rt", encoding="utf-8", newline="") as f:
@@ -219,7 +219,7 @@ def _read_rotten_tomatoes_rows() -> list[tuple[str, str]]:
 
 
 def _build_rotten_tomatoes() -> dict:
-    texts, labels, stats = clean_rotten_tomatoes(_read_rotten_tomatoes_rows())
+    texts, labels, stats = clean_rotten_tomatoes(read_rotten_tomatoes_rows())
     keys = [normalize_key(t) for t in texts]
     splits = stratified_split(keys, labels, SPLIT_FRACTIONS)
     stats["splits"] = {name: len(idx) for name, idx in splits.items()}
@@ -245,30 +245,38 @@ def _describe(stats: dict) -> str:
 
 
 def _load_rotten_tomatoes():
+    source = SOURCES["rotten_tomatoes"]
+    name = f"rotten_tomatoes-{source.version}-{source.sha256[:12]}-v{_PROCESSING_VERSION}.json"
+    data = cached_splits(name, _build_rotten_tomatoes, list(SPLIT_FRACTIONS))
+    return labelled_splits(data["splits"], LABEL_NAMES, _describe(data["stats"]))
+
+
+def cached_splits(name: str, build, split_names: list[str]) -> dict:
+    """The processed data set ``{"stats": ..., "splits": {split: {"text", "label"}}}`` in the file
+    ``processed_dir() / name``; built by ``build()`` and written there (atomically) when that
+    file is missing, unreadable or incomplete. ``stats["splits"]`` holds each split's size."""
+    path = processed_dir() / name
+    data = read_json(path)
+    if not _looks_complete(data, split_names):
+        data = build()
+        write_json(path, data, indent=None)
+    return data
+
+
+def labelled_splits(splits: dict, label_names, description: str):
+    """``{split: {"text": [...], "label": [...]}}`` as a ``DatasetDict`` with a ClassLabel."""
     from datasets import ClassLabel, Dataset, DatasetDict, DatasetInfo, Features, Value
 
-    source = SOURCES["rotten_tomatoes"]
-    path = processed_dir() / (
-        f"rotten_tomatoes-{source.version}-{source.sha256[:12]}-v{_PROCESSING_VERSION}.json"
-    )
-    data = read_json(path)
-    if not _looks_complete(data):
-        data = _build_rotten_tomatoes()
-        write_json(path, data, indent=None)
-    features = Features({"text": Value("string"), "label": ClassLabel(names=list(LABEL_NAMES))})
-    description = _describe(data["stats"])
-    return DatasetDict({
-        name: Dataset.from_dict(
-            columns, info=DatasetInfo(description=description, features=features), split=name
-        )
-        for name, columns in data["splits"].items()
-    })  # fmt: skip
+    features = Features({"text": Value("string"), "label": ClassLabel(names=list(label_names))})
+    info = DatasetInfo(description=description, features=features)
+    return DatasetDict({name: Dataset.from_dict(columns, info=info, split=name)
+                        for name, columns in splits.items()})
 
 
-def _looks_complete(data) -> bool:
+def _looks_complete(data, split_names: list[str]) -> bool:
     try:
         splits = data["splits"]
-        return list(splits) == list(SPLIT_FRACTIONS) and all(
+        return list(splits) == split_names and all(
             len(s["text"]) == len(s["label"]) == data["stats"]["splits"][name] > 0
             for name, s in splits.items()
         )
