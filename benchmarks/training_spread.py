@@ -5,19 +5,21 @@ or not, one thread or several change the last bits of a matrix product, and a wh
 amplifies them) and on the seed. The notebooks therefore print those figures for the learner but
 nbval does not compare them; each is checked by an assertion whose band must hold on every
 machine. This script measures the spread those bands are taken from: it executes the notebooks
-that train (05, 06 and 07, which reads 05's model) under several configurations, reads every
+that train (05, 06, 07, which reads 05's model, and 10) under several configurations, reads every
 figure out of the notebook's own variables, and writes a table of min and max beside the band
 each notebook asserts.
 
     python benchmarks/training_spread.py run                      # every configuration below
     python benchmarks/training_spread.py run --isa avx2 --threads 1 --seeds 0 1 2 --jobs 2
+    python benchmarks/training_spread.py run --seeds 1 --notebooks 10_parameter_efficient_finetuning
     python benchmarks/training_spread.py table                    # -> benchmarks/spread.md
 
 A configuration is a seed (``BERTLAB_SEED``), a thread count (``OMP_NUM_THREADS``) and an
 instruction set: ``native``, or ``avx2``, which caps PyTorch, MKL and oneDNN at AVX2 (a cheap
 stand-in for a laptop without AVX-512 or AMX). Each run writes ``benchmarks/spread/<config>.json``;
-``table`` reads them all. A configuration takes about as long as the three notebooks (20-30 min
-on 2 cores); ``--jobs 2 --threads 1`` runs two at once.
+``table`` reads them all; ``--notebooks`` runs only those notebooks and updates their figures in
+the configuration's file. A configuration takes about as long as the four notebooks (35-55 min on
+2 cores); ``--jobs 2 --threads 1`` runs two at once.
 """
 
 from __future__ import annotations
@@ -93,6 +95,16 @@ FIGURES = [
      "{k: float(v) for k, v in {**checks, **ours_checks}.items()}",
      None),
     ("07_attention_visualisation", "largest [CLS] share of any head", "sink", None),
+    ("10_parameter_efficient_finetuning", "validation accuracy by method and rate",
+     '{f"{m}, {lr:.0e}": a for m, lr, a in zip(runs.method, runs.lr, runs.val_accuracy)}', None),
+    ("10_parameter_efficient_finetuning", "rate chosen", 'chosen["lr"].to_dict()', None),
+    ("10_parameter_efficient_finetuning", "test accuracy", 'scores["accuracy"].to_dict()',
+     {"full fine-tuning": (72, 100), "LoRA (r=8, query and value)": (71, 100)}),
+    ("10_parameter_efficient_finetuning", "minus full fine-tuning, test points",
+     "{m: 100 * g[0] for m, g in gaps.items()}", {"LoRA (r=8, query and value)": (-4, 100)}),
+    ("10_parameter_efficient_finetuning", "AdaLoRA ranks kept", "ranks.sum()", (96, 96)),
+    ("10_parameter_efficient_finetuning", "subjectivity adapter, test accuracy",
+     'swapped_accuracy["subjectivity"]', (84, 100)),
 ]
 NOTEBOOKS = list(dict.fromkeys(notebook for notebook, *_ in FIGURES))
 
@@ -104,7 +116,8 @@ def config_name(isa: str, threads: int, seed: int) -> str:
 # =========================================================================== measuring
 
 
-def run_config(isa: str, threads: int, seed: int, keep: Path | None = None) -> Path:
+def run_config(isa: str, threads: int, seed: int, keep: Path | None = None,
+               notebooks: list[str] | None = None) -> Path:
     """Execute the notebooks in a fresh process with this configuration's environment.
 
     With ``keep``, the executed notebooks and the training runs stay in ``keep/<config>/``.
@@ -113,7 +126,7 @@ def run_config(isa: str, threads: int, seed: int, keep: Path | None = None) -> P
     env = {**os.environ, "BERTLAB_SEED": str(seed), "OMP_NUM_THREADS": str(threads),
            "MKL_NUM_THREADS": str(threads)}
     env.update(AVX2_CAPS if isa == "avx2" else {})
-    command = [sys.executable, __file__, "worker", name]
+    command = [sys.executable, __file__, "worker", name, "--notebooks", *(notebooks or NOTEBOOKS)]
     if keep is not None:
         folder = Path(keep).resolve() / name
         env["BERTLAB_RUNS_DIR"] = str(folder / "runs")
@@ -125,14 +138,24 @@ def run_config(isa: str, threads: int, seed: int, keep: Path | None = None) -> P
     return RESULTS / f"{name}.json"
 
 
-def worker(name: str, keep: Path | None = None) -> None:
-    """In the configured process: run each notebook, then read its figures and its errors."""
+def worker(name: str, notebooks: list[str], keep: Path | None = None) -> None:
+    """In the configured process: run each notebook, then read its figures and its errors.
+
+    The figures, errors and minutes of notebooks not run now are kept from the last measurement.
+    """
     import nbformat
     from nbclient import NotebookClient
 
     record = {"config": name, "machine": platform.processor() or platform.machine(),
               "figures": {}, "errors": [], "minutes": {}}
-    for notebook in NOTEBOOKS:
+    previous = RESULTS / f"{name}.json"
+    if previous.is_file():
+        old = json.loads(previous.read_text())
+        kept = [n for n in old["minutes"] if n not in notebooks]
+        record["figures"] = {f: v for f, v in old["figures"].items() if f.split(":")[0] in kept}
+        record["errors"] = [e for e in old["errors"] if e["notebook"] in kept]
+        record["minutes"] = {n: old["minutes"][n] for n in kept}
+    for notebook in notebooks:
         path = ROOT / "notebooks" / f"{notebook}.ipynb"
         nb = nbformat.read(path, as_version=4)
         figures = [(label, expr) for nb_name, label, expr, _ in FIGURES if nb_name == notebook]
@@ -233,7 +256,7 @@ def write_table() -> str:
         "# Spread of the training-derived figures",
         "",
         f"Made by `python benchmarks/training_spread.py table` from {len(records)} runs of the "
-        "notebooks that train (05, 06, 07), one per configuration: "
+        "notebooks that train (05, 06, 07, 10), one per configuration: "
         + ", ".join(f"`{n}`" for n in names) + ". `avx2` caps PyTorch, MKL and oneDNN at AVX2 "
         "(`ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 ONEDNN_MAX_CPU_ISA=AVX2`); "
         f"machine: {records[0]['machine']}, {os.cpu_count()} cores.",
@@ -290,13 +313,15 @@ def main(argv=None) -> None:
     run.add_argument("--seeds", type=int, nargs="+")
     run.add_argument("--jobs", type=int, default=1, help="configurations run at once")
     run.add_argument("--keep", type=Path, help="keep executed notebooks and runs in KEEP/<config>/")
+    run.add_argument("--notebooks", nargs="+", choices=NOTEBOOKS, help="only these (default: all)")
     commands.add_parser("table", help=f"write {TABLE.relative_to(ROOT)} from the measurements")
     internal = commands.add_parser("worker")  # one configuration, in its own environment
     internal.add_argument("name")
     internal.add_argument("--keep", type=Path)
+    internal.add_argument("--notebooks", nargs="+", default=NOTEBOOKS)
     args = parser.parse_args(argv)
     if args.command == "worker":
-        return worker(args.name, args.keep)
+        return worker(args.name, args.notebooks, args.keep)
     if args.command == "table":
         return print(write_table())
     configs = [c for c in DEFAULT_CONFIGS if (args.isa in (None, c[0]))
@@ -306,7 +331,8 @@ def main(argv=None) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     SAME_BITS.write_text("\n".join(same_bits_check()) + "\n")
     with ThreadPoolExecutor(args.jobs) as pool:
-        for path in pool.map(lambda c: run_config(*c, keep=args.keep), configs):
+        for path in pool.map(lambda c: run_config(*c, keep=args.keep, notebooks=args.notebooks),
+                                 configs):
             print("wrote", path.relative_to(ROOT), flush=True)
     print(write_table())
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 import transformers
-from torch import nn
 from nbdefs import load_definitions
+from torch import nn
 
 from bertlab import BertConfig
 from bertlab.heads import BertForSequenceClassification
