@@ -273,7 +273,9 @@ def write_table() -> str:
         band = band_of(figure)
         verdict = ""
         if band is not None:
-            inside = all(band[0] <= v <= band[1] for v in measured) and len(measured) == len(values)
+            # a configuration that did not run this notebook has no value (None); a NaN is a failure
+            ran = [v for v in values if v is not None]
+            inside = all(band[0] <= v <= band[1] for v in measured) and len(measured) == len(ran)
             verdict = f"[{_fmt(band[0])}, {_fmt(band[1])}] " + ("ok" if inside else "**VIOLATED**")
         lo, hi = (_fmt(min(measured)), _fmt(max(measured))) if measured else ("-", "-")
         lines.append(f"| {figure} | " + " | ".join(_fmt(v) for v in values)
@@ -301,6 +303,8 @@ def _fmt(value) -> str:
         return "-"
     if float(value).is_integer() and abs(value) >= 10:
         return f"{int(value):,}"
+    if 0 < abs(value) < 0.01:  # a learning rate
+        return f"{value:.0e}"
     return f"{value:.3f}" if abs(value) < 10 else f"{value:.1f}"
 
 
