@@ -54,6 +54,7 @@ _EXPORTS = {
     "DataError": "bertlab.data.sources",
     "load_sentiment": "bertlab.data.sentiment",
     "load_subjectivity": "bertlab.data.subjectivity",
+    "load_ner": "bertlab.data.annotated",
     "load_corpus": "bertlab.data.corpus",
     "split_sentences": "bertlab.data.corpus",
     "build_nsp_pairs": "bertlab.data.pairs",

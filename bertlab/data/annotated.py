@@ -1,0 +1,88 @@
+"""The corpora the project annotated itself: named entities in State of the Union sentences.
+
+No named-entity data with clear terms can be fetched offline from the package registries, so the
+bertlab authors annotated their own, on public-domain text, and ship it inside the package
+(``bertlab/annotated/``, each file pinned in ``SHA256SUMS``). How it was made (the sentences
+chosen, the guideline, two independent passes, the adjudication) is in ``data/README.md`` and
+``data/annotation/``.
+
+``load_ner()`` returns CoNLL-2003's scheme: words in ``tokens``, one BIO tag per word in
+``ner_tags`` (``ClassLabel`` over ``NER_LABELS``, in the order the Hugging Face ``conll2003``
+data set uses). Splits follow whole speeches; test sentences come from the speeches that
+``load_corpus`` holds out of pretraining.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from bertlab.data.sources import DataError
+
+__all__ = ["NER_LABELS", "NER_TYPES", "annotated_dir", "load_ner"]
+
+NER_TYPES = ("PER", "ORG", "LOC", "MISC")
+NER_LABELS = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC")
+NER_SPLITS = ("train", "validation", "test")
+
+
+def annotated_dir() -> Path:
+    """Where the annotated files live: ``bertlab/annotated/`` in the installed package."""
+    return Path(__file__).resolve().parents[1] / "annotated"
+
+
+def load_ner(name: str = "sotu", *, second_pass: bool = False):
+    """The named-entity corpus as a ``datasets.DatasetDict`` (train, validation, test).
+
+    Args:
+        name: ``"sotu"``, the project's annotated State of the Union sentences (offline).
+        second_pass: also return ``test_second_pass``: 200 test sentences annotated again,
+            independently, to measure how far two annotators agree.
+
+    Columns: ``id`` ("speech/sentence"), ``tokens`` (words) and ``ner_tags``
+    (``Sequence(ClassLabel(names=NER_LABELS))``).
+    """
+    if name != "sotu":
+        raise ValueError(f"Unknown named-entity corpus {name!r}; the one that works offline is "
+                         "'sotu' (the project's annotated State of the Union sentences).")
+    from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence, Value
+
+    features = Features({"id": Value("string"), "tokens": Sequence(Value("string")),
+                         "ner_tags": Sequence(ClassLabel(names=list(NER_LABELS)))})
+    files = {split: f"ner/{split}.jsonl" for split in NER_SPLITS}
+    if second_pass:
+        files["test_second_pass"] = "ner/test-second-pass.jsonl"
+    return DatasetDict({split: Dataset.from_list(_read_ner(path), features=features, split=split)
+                        for split, path in files.items()})
+
+
+def _read_ner(relative: str) -> list[dict]:
+    rows = []
+    for number, line in enumerate(_read_verified(relative).splitlines(), 1):
+        row = json.loads(line)
+        unknown = set(row["ner_tags"]) - set(NER_LABELS)
+        if unknown or len(row["ner_tags"]) != len(row["tokens"]):
+            raise DataError(f"{relative}, line {number}: tags {sorted(unknown)} are not in "
+                            f"NER_LABELS, or there is not one tag per word.")
+        rows.append(row)
+    return rows
+
+
+def _read_verified(relative: str) -> str:
+    """A file of ``annotated_dir()``, after checking its sha256 against ``SHA256SUMS``."""
+    root = annotated_dir()
+    sums = {name: digest for digest, name in
+            (line.split(None, 1) for line in (root / "SHA256SUMS").read_text().splitlines())}
+    path = root / relative
+    if relative not in sums:
+        raise DataError(f"{relative} is not listed in {root / 'SHA256SUMS'}.")
+    if not path.is_file():
+        raise DataError(f"{path} is missing: reinstall bertlab (or `git checkout` the file).")
+    data = path.read_bytes()
+    if hashlib.sha256(data).hexdigest() != sums[relative]:
+        raise DataError(f"{path} does not match its sha256 in SHA256SUMS: it was changed or is "
+                        "corrupt. Reinstall bertlab (or `git checkout` the file); if you changed "
+                        "the annotation on purpose, rebuild with "
+                        "scripts/annotation/build_corpus.py.")
+    return data.decode("utf-8")
