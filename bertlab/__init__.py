@@ -55,6 +55,7 @@ _EXPORTS = {
     "load_sentiment": "bertlab.data.sentiment",
     "load_subjectivity": "bertlab.data.subjectivity",
     "load_ner": "bertlab.data.annotated",
+    "load_qa": "bertlab.data.annotated",
     "load_corpus": "bertlab.data.corpus",
     "split_sentences": "bertlab.data.corpus",
     "build_nsp_pairs": "bertlab.data.pairs",

@@ -4,7 +4,8 @@
 * ``cache``: where processed data is kept, and the stable hash that splits it;
 * ``sentiment``: Rotten Tomatoes, cleaned and split (``load_sentiment``);
 * ``subjectivity``: review snippets against plot sentences, a second task (``load_subjectivity``);
-* ``annotated``: the project's own named-entity annotation (``load_ner``);
+* ``annotated``: the project's own annotation: named entities and questions (``load_ner``,
+  ``load_qa``);
 * ``corpus``: the State of the Union speeches and review text, in sentences (``load_corpus``);
 * ``pairs``: next-sentence-prediction pairs and packed sequences for pretraining;
 * ``collators``: dynamic padding and MLM masking, batch by batch.
@@ -27,6 +28,7 @@ _LAZY = {
     "SENTIMENT_NAMES": "bertlab.data.sentiment",
     "load_ner": "bertlab.data.annotated",
     "NER_LABELS": "bertlab.data.annotated",
+    "load_qa": "bertlab.data.annotated",
     "load_corpus": "bertlab.data.corpus",
     "Corpus": "bertlab.data.corpus",
     "Document": "bertlab.data.corpus",

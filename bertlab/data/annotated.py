@@ -1,4 +1,4 @@
-"""The corpora the project annotated itself: named entities in State of the Union sentences.
+"""The corpora the project annotated itself: named entities and questions on State of the Union text.
 
 No named-entity data with clear terms can be fetched offline from the package registries, so the
 bertlab authors annotated their own, on public-domain text, and ship it inside the package
@@ -8,8 +8,10 @@ chosen, the guideline, two independent passes, the adjudication) is in ``data/RE
 
 ``load_ner()`` returns CoNLL-2003's scheme: words in ``tokens``, one BIO tag per word in
 ``ner_tags`` (``ClassLabel`` over ``NER_LABELS``, in the order the Hugging Face ``conll2003``
-data set uses). Splits follow whole speeches; test sentences come from the speeches that
-``load_corpus`` holds out of pretraining.
+data set uses). ``load_qa()`` returns SQuAD 2.0's format: a question, its paragraph
+(``context``) and ``answers`` (``text`` and character ``answer_start`` lists, empty when the
+paragraph does not answer the question). Splits follow whole speeches; test text comes from the
+speeches that ``load_corpus`` holds out of pretraining.
 """
 
 from __future__ import annotations
@@ -20,11 +22,11 @@ from pathlib import Path
 
 from bertlab.data.sources import DataError
 
-__all__ = ["NER_LABELS", "NER_TYPES", "annotated_dir", "load_ner"]
+__all__ = ["NER_LABELS", "NER_TYPES", "annotated_dir", "load_ner", "load_qa"]
 
 NER_TYPES = ("PER", "ORG", "LOC", "MISC")
 NER_LABELS = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC")
-NER_SPLITS = ("train", "validation", "test")
+SPLITS = ("train", "validation", "test")
 
 
 def annotated_dir() -> Path:
@@ -50,11 +52,52 @@ def load_ner(name: str = "sotu", *, second_pass: bool = False):
 
     features = Features({"id": Value("string"), "tokens": Sequence(Value("string")),
                          "ner_tags": Sequence(ClassLabel(names=list(NER_LABELS)))})
-    files = {split: f"ner/{split}.jsonl" for split in NER_SPLITS}
+    files = {split: f"ner/{split}.jsonl" for split in SPLITS}
     if second_pass:
         files["test_second_pass"] = "ner/test-second-pass.jsonl"
     return DatasetDict({split: Dataset.from_list(_read_ner(path), features=features, split=split)
                         for split, path in files.items()})
+
+
+def load_qa(name: str = "sotu", *, second_pass: bool = False):
+    """The question-answering corpus as a ``datasets.DatasetDict`` (train, validation, test).
+
+    Args:
+        name: ``"sotu"``, the project's questions on State of the Union paragraphs (offline).
+        second_pass: also return ``test_second_pass``: the test questions answered again,
+            independently, to measure how far two annotators agree.
+
+    Columns, as in SQuAD 2.0: ``id`` ("speech/paragraph/question"), ``title`` (the speech),
+    ``context``, ``question`` and ``answers`` (``{"text": [...], "answer_start": [...]}``, both
+    empty for a question the paragraph does not answer).
+    """
+    if name != "sotu":
+        raise ValueError(f"Unknown question-answering corpus {name!r}; the one that works offline "
+                         "is 'sotu' (the project's questions on State of the Union paragraphs).")
+    from datasets import Dataset, DatasetDict, Features, Sequence, Value
+
+    features = Features({"id": Value("string"), "title": Value("string"),
+                         "context": Value("string"), "question": Value("string"),
+                         "answers": {"text": Sequence(Value("string")),
+                                     "answer_start": Sequence(Value("int32"))}})
+    files = {split: f"qa/{split}.jsonl" for split in SPLITS}
+    if second_pass:
+        files["test_second_pass"] = "qa/test-second-pass.jsonl"
+    return DatasetDict({split: Dataset.from_list(_read_qa(path), features=features, split=split)
+                        for split, path in files.items()})
+
+
+def _read_qa(relative: str) -> list[dict]:
+    rows = []
+    for number, line in enumerate(_read_verified(relative).splitlines(), 1):
+        row = json.loads(line)
+        context, answers = row["context"], row["answers"]
+        for text, start in zip(answers["text"], answers["answer_start"], strict=True):
+            if context[start:start + len(text)] != text:
+                raise DataError(f"{relative}, line {number}: the answer {text!r} is not at "
+                                f"character {start} of its context.")
+        rows.append(row)
+    return rows
 
 
 def _read_ner(relative: str) -> list[dict]:

@@ -5,8 +5,13 @@
 NER: the first pass (``data/annotation/ner/pass1/``) with the adjudicated changes of
 ``data/annotation/ner/adjudication.json`` applied, one file per split, and the independent second
 pass of 200 test sentences (``pass2/``) beside it, for the agreement. Writes
-``bertlab/annotated/ner/{train,validation,test,test-second-pass}.jsonl`` and ``SHA256SUMS``,
-which ``bertlab.data.annotated`` checks on every load.
+``bertlab/annotated/ner/{train,validation,test,test-second-pass}.jsonl``.
+
+QA: the first pass's questions and answers (``data/annotation/qa/pass1/``) as SQuAD 2.0 rows, and
+the second pass's answers to the same test questions (``pass2/``). Writes
+``bertlab/annotated/qa/{train,validation,test,test-second-pass}.jsonl``.
+
+Last, ``SHA256SUMS``, which ``bertlab.data.annotated`` checks on every load.
 """
 
 from __future__ import annotations
@@ -54,6 +59,31 @@ def build_ner() -> None:
     print({split: len(rows) for split, rows in splits.items()}, "second pass:", len(second))
 
 
+def squad_rows(paragraph: dict) -> list[dict]:
+    """One SQuAD 2.0 row per question; an unanswerable question has empty answer lists."""
+    return [{"id": f"{paragraph['id']}/q{k}", "title": paragraph["id"].split("/")[0],
+             "context": paragraph["context"], "question": qa["question"],
+             "answers": {"text": [a["text"] for a in qa["answers"]],
+                         "answer_start": [a["answer_start"] for a in qa["answers"]]}}
+            for k, qa in enumerate(paragraph["qas"])]
+
+
+def build_qa() -> None:
+    splits = defaultdict(list)
+    for path in sorted((PASSES / "qa" / "pass1").glob("qa-*.jsonl")):
+        split = path.stem.split("-")[1]
+        for paragraph in read_jsonl(path):
+            splits[split].extend(squad_rows(paragraph))
+    for split, rows in splits.items():
+        write_jsonl(OUT / "qa" / f"{split}.jsonl", rows)
+    second = [row for path in sorted((PASSES / "qa" / "pass2").glob("qa-*.jsonl"))
+              for paragraph in read_jsonl(path) for row in squad_rows(paragraph)]
+    questions = {r["id"]: r["question"] for r in splits["test"]}
+    assert all(questions[r["id"]] == r["question"] for r in second), "second pass: other questions"
+    write_jsonl(OUT / "qa" / "test-second-pass.jsonl", second)
+    print({split: len(rows) for split, rows in splits.items()}, "second pass:", len(second))
+
+
 def write_sums() -> None:
     lines = [f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.relative_to(OUT).as_posix()}\n"
              for p in sorted(OUT.rglob("*.jsonl"))]
@@ -62,4 +92,5 @@ def write_sums() -> None:
 
 if __name__ == "__main__":
     build_ner()
+    build_qa()
     write_sums()
