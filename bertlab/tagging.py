@@ -13,7 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-__all__ = ["IGNORE_INDEX", "align_labels", "entity_scores", "entity_spans", "word_predictions"]
+import torch
+
+from bertlab.metrics import LossMetrics
+
+__all__ = ["IGNORE_INDEX", "TaggingMetrics", "align_labels", "entity_scores", "entity_spans",
+           "word_predictions"]
 
 IGNORE_INDEX = -100  # nn.CrossEntropyLoss(ignore_index=-100) leaves these positions out
 
@@ -114,3 +119,34 @@ def word_predictions(word_ids: Sequence[int | None], piece_predictions: Sequence
             result.append(prediction)
         previous = word
     return result
+
+
+class TaggingMetrics(LossMetrics):
+    """Entity-level precision, recall and F1 of a token classifier, for ``train(eval_metrics=)``.
+
+    ``train(..., eval_metrics=lambda: TaggingMetrics(label_names), metric="entity_f1")`` keeps
+    the checkpoint with the best validation F1. Only the positions with a label (each word's
+    first piece) count, as in ``align_labels``.
+    """
+
+    def __init__(self, label_names: Sequence[str]) -> None:
+        super().__init__()
+        self.label_names = list(label_names)
+        self.true: list[list[str]] = []
+        self.predicted: list[list[str]] = []
+
+    @torch.no_grad()
+    def update(self, batch: dict, output) -> None:
+        super().update(batch, output)
+        predictions = output.logits.argmax(-1).cpu()
+        for labels, guesses in zip(batch["labels"].cpu(), predictions, strict=True):
+            keep = labels != IGNORE_INDEX
+            self.true.append([self.label_names[i] for i in labels[keep].tolist()])
+            self.predicted.append([self.label_names[i] for i in guesses[keep].tolist()])
+
+    def compute(self) -> dict[str, float]:
+        result = super().compute()
+        if self.true:
+            scores = entity_scores(self.true, self.predicted).loc["all"]
+            result |= {f"entity_{k}": float(scores[k]) for k in ("precision", "recall", "f1")}
+        return result

@@ -1,13 +1,16 @@
 """bertlab.tagging: BIO entities, scores checked against seqeval, labels aligned to WordPieces."""
 
 import random
+from types import SimpleNamespace
 
 import pytest
+import torch
 from seqeval.metrics import classification_report, f1_score, precision_score, recall_score
 
 import bertlab
 from bertlab.tagging import (
     IGNORE_INDEX,
+    TaggingMetrics,
     align_labels,
     entity_scores,
     entity_spans,
@@ -66,3 +69,15 @@ def test_labels_go_to_first_pieces_and_come_back():
     assert word_predictions(word_ids, aligned) == labels
     with pytest.raises(ValueError, match="one label per word"):
         align_labels(word_ids, labels[:3])
+
+
+def test_tagging_metrics_count_first_pieces_only():
+    names = ["O", "B-PER", "I-PER"]
+    labels = torch.tensor([[IGNORE_INDEX, 1, IGNORE_INDEX, 2, 0, IGNORE_INDEX]])
+    logits = torch.nn.functional.one_hot(torch.tensor([[0, 1, 0, 2, 1, 1]]), 3).float()
+    metrics = TaggingMetrics(names)
+    metrics.update({"labels": labels}, SimpleNamespace(loss=torch.tensor(0.5), logits=logits))
+    result = metrics.compute()
+    # true: one PER (words 0-1); predicted: PER (words 0-1) and PER (word 2)
+    assert result["entity_precision"] == 0.5 and result["entity_recall"] == 1.0
+    assert result["loss"] == 0.5
