@@ -17,8 +17,8 @@ import torch
 
 from bertlab.metrics import LossMetrics
 
-__all__ = ["IGNORE_INDEX", "TaggingMetrics", "align_labels", "entity_scores", "entity_spans",
-           "word_predictions"]
+__all__ = ["IGNORE_INDEX", "TaggingMetrics", "align_labels", "entity_f1_interval", "entity_scores",
+           "entity_spans", "predict_tags", "word_predictions"]
 
 IGNORE_INDEX = -100  # nn.CrossEntropyLoss(ignore_index=-100) leaves these positions out
 
@@ -83,6 +83,59 @@ def entity_scores(true_tags: Sequence[Sequence[str]], predicted_tags: Sequence[S
 
     return pd.DataFrame({kind: scores(*c) for kind, c in rows.items()}).T.astype(
         {"support": int})
+
+
+def entity_f1_interval(true_tags, predicted_tags, *, n_resamples: int = 1000, seed: int = 0,
+                       confidence: float = 0.95) -> tuple[float, float, float]:
+    """Entity F1 with a bootstrap interval over sentences: ``(f1, low, high)``, as fractions.
+
+    Sentences are resampled with replacement (``bertlab.metrics.bootstrap_indices``); each
+    resample's F1 comes from its summed true, predicted and correct entity counts.
+    """
+    import numpy as np
+
+    from bertlab.metrics import bootstrap_indices
+
+    if len(true_tags) != len(predicted_tags):
+        raise ValueError(f"{len(true_tags)} true sentences but {len(predicted_tags)} predicted.")
+    counts = np.array([(len(t), len(p), len(t & p)) for t, p in
+                       ((set(entity_spans(a)), set(entity_spans(b)))
+                        for a, b in zip(true_tags, predicted_tags, strict=True))], dtype=float)
+
+    def f1(rows):
+        true, predicted, correct = rows.sum(axis=-2).T
+        return np.where(true + predicted > 0, 2 * correct / np.maximum(true + predicted, 1), 0.0)
+
+    samples = f1(counts[bootstrap_indices(len(counts), n_resamples, seed)])
+    tail = (1 - confidence) / 2
+    return float(f1(counts)), float(np.quantile(samples, tail)), float(np.quantile(samples, 1 - tail))
+
+
+@torch.no_grad()
+def predict_tags(model, tokenizer, sentences: Sequence[Sequence[str]], *, batch_size: int = 64,
+                 max_length: int = 128) -> list[list[str]]:
+    """One tag per word for sentences given as lists of words, read at each word's first piece.
+
+    The tag names come from ``model.config.id2label``. A sentence longer than ``max_length``
+    pieces is an error (its last words would get no tag): raise ``max_length`` or split it.
+    """
+    names = model.config.id2label
+    device = next(model.parameters()).device
+    model.eval()
+    tags = []
+    for start in range(0, len(sentences), batch_size):
+        chunk = [list(words) for words in sentences[start:start + batch_size]]
+        batch = tokenizer(chunk, is_split_into_words=True, padding=True, truncation=True,
+                          max_length=max_length, return_tensors="pt")
+        word_ids = [batch.word_ids(i) for i in range(len(chunk))]
+        logits = model(**{k: v.to(device) for k, v in batch.items()}).logits
+        for i, (words, ids) in enumerate(zip(chunk, word_ids, strict=True)):
+            guesses = word_predictions(ids, logits[i].argmax(-1).tolist())
+            if len(guesses) != len(words):
+                raise ValueError(f"Sentence {start + i} has more than max_length={max_length} "
+                                 "pieces: raise max_length or split the sentence.")
+            tags.append([names[g] for g in guesses])
+    return tags
 
 
 def align_labels(word_ids: Sequence[int | None], word_labels: Sequence[int]) -> list[int]:

@@ -12,8 +12,10 @@ from bertlab.tagging import (
     IGNORE_INDEX,
     TaggingMetrics,
     align_labels,
+    entity_f1_interval,
     entity_scores,
     entity_spans,
+    predict_tags,
     word_predictions,
 )
 
@@ -81,3 +83,26 @@ def test_tagging_metrics_count_first_pieces_only():
     # true: one PER (words 0-1); predicted: PER (words 0-1) and PER (word 2)
     assert result["entity_precision"] == 0.5 and result["entity_recall"] == 1.0
     assert result["loss"] == 0.5
+
+
+def test_f1_interval_brackets_the_f1():
+    rng = random.Random(0)
+    truth = [_random_tags(rng, rng.randint(1, 20)) for _ in range(80)]
+    guess = [[t if rng.random() < 0.8 else "O" for t in s] for s in truth]
+    f1, low, high = entity_f1_interval(truth, guess, n_resamples=200)
+    assert f1 == pytest.approx(entity_scores(truth, guess).loc["all", "f1"], abs=1e-12)
+    assert low < f1 < high
+
+
+def test_predict_tags_gives_one_named_tag_per_word():
+    tokenizer = bertlab.load_minilm_tokenizer()
+    names = ["O", "B-PER", "I-PER"]
+    config = bertlab.BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1,
+                                num_attention_heads=2, intermediate_size=64, num_labels=3,
+                                id2label=dict(enumerate(names)))
+    model = bertlab.BertForTokenClassification(config)
+    sentences = [["Senator", "Tlatelolco", "spoke", "."], ["Hello"]]
+    tags = predict_tags(model, tokenizer, sentences)
+    assert [len(t) for t in tags] == [4, 1] and all(t in names for s in tags for t in s)
+    with pytest.raises(ValueError, match="max_length"):
+        predict_tags(model, tokenizer, sentences, max_length=4)
