@@ -113,3 +113,34 @@ def test_a_changed_file_is_refused_with_the_fix(tmp_path, monkeypatch):
     (copy / "ner" / "train.jsonl").unlink()
     with pytest.raises(bertlab.DataError, match="missing"):
         load_ner()
+
+
+@pytest.fixture(scope="module")
+def qa():
+    return bertlab.load_qa(second_pass=True)
+
+
+def test_qa_sizes_spans_and_unanswerable_questions(qa):
+    assert {s: len(qa[s]) for s in qa} == {"train": 1000, "validation": 250, "test": 350,
+                                           "test_second_pass": 350}
+    for split in qa.values():
+        assert len(set(split["context"])) * 5 == len(split)  # five questions per paragraph
+        unanswerable = 0
+        for row in split:
+            answers = row["answers"]
+            unanswerable += not answers["text"]
+            for text, start in zip(answers["text"], answers["answer_start"], strict=True):
+                assert row["context"][start:start + len(text)] == text
+        assert 0.1 < unanswerable / len(split) < 0.4
+    with pytest.raises(ValueError, match="'sotu'"):
+        bertlab.load_qa("squad")
+
+
+def test_qa_splits_follow_speeches_and_second_pass_answers_the_same_questions(qa):
+    speeches = {s: set(qa[s]["title"]) for s in ("train", "validation", "test")}
+    assert not speeches["train"] & speeches["validation"]
+    assert not (speeches["train"] | speeches["validation"]) & speeches["test"]
+    assert speeches["test"] <= {d.id for d in bertlab.load_corpus("sotu").heldout}
+    first = dict(zip(qa["test"]["id"], qa["test"]["question"], strict=True))
+    assert all(first[i] == q for i, q in zip(qa["test_second_pass"]["id"],
+                                            qa["test_second_pass"]["question"], strict=True))
