@@ -1,7 +1,10 @@
 # The handful of commands a learner or instructor needs. `make help` lists them.
 VENV    := .venv
 PY      := $(VENV)/bin/python
-NBVAL   := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
+# A cell may run for up to an hour: lesson 10 trains 17 models in one cell (about 10 minutes
+# alone on 2 cores, longer on a busy or slower machine; nbval interrupts after 2000 s by default).
+NBVAL   := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg \
+           --nbval-cell-timeout=3600
 # Another CPU, simulated: PyTorch, MKL and oneDNN capped at AVX2 (no AVX-512, no AMX), one thread.
 AVX2    := ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 ONEDNN_MAX_CPU_ISA=AVX2 \
            OMP_NUM_THREADS=1 MKL_NUM_THREADS=1

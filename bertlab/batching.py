@@ -8,7 +8,7 @@ run resumed from a checkpoint finds the same order and skips only the batches it
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -120,7 +120,7 @@ def model_inputs(batch: dict, accepted: set[str] | None, masked_only: bool) -> d
 
 def to_device(batch, device: torch.device) -> dict:
     """The batch's tensors moved to ``device``."""
-    if not isinstance(batch, dict):
+    if not isinstance(batch, Mapping):  # a dict, or transformers' BatchEncoding
         raise TypeError(
             f"a batch must be a dict of tensors (input_ids, attention_mask, labels, ...), "
             f"got {type(batch).__name__}; pass a collate_fn that returns one"

@@ -46,7 +46,7 @@ def render(path: Path, out: Path, execute: bool, slides: bool) -> dict:
     nb = nbformat.read(path, as_version=4)
     started = time.perf_counter()
     if execute:
-        ExecutePreprocessor(timeout=1800, kernel_name="python3").preprocess(
+        ExecutePreprocessor(timeout=3600, kernel_name="python3").preprocess(
             nb, {"metadata": {"path": str(path.parent)}})
     seconds = time.perf_counter() - started
     page, _ = HTMLExporter(template_name="lab").from_notebook_node(nb)
