@@ -53,6 +53,17 @@ def entity_spans(tags: Sequence[str]) -> list[tuple[str, int, int]]:
     return spans
 
 
+def _span_sets(true_tags, predicted_tags):
+    """(true entities, predicted entities) of each sentence, after checking the two line up."""
+    if len(true_tags) != len(predicted_tags):
+        raise ValueError(f"{len(true_tags)} true sentences but {len(predicted_tags)} predicted.")
+    for number, (truth, guess) in enumerate(zip(true_tags, predicted_tags, strict=True)):
+        if len(truth) != len(guess):
+            raise ValueError(f"Sentence {number}: {len(truth)} true tags but {len(guess)} "
+                             "predicted; predict one tag per word (see word_predictions).")
+        yield set(entity_spans(truth)), set(entity_spans(guess))
+
+
 def entity_scores(true_tags: Sequence[Sequence[str]], predicted_tags: Sequence[Sequence[str]]):
     """Entity-level precision, recall and F1, per type and over all entities (micro average).
 
@@ -61,14 +72,8 @@ def entity_scores(true_tags: Sequence[Sequence[str]], predicted_tags: Sequence[S
     """
     import pandas as pd
 
-    if len(true_tags) != len(predicted_tags):
-        raise ValueError(f"{len(true_tags)} true sentences but {len(predicted_tags)} predicted.")
     counts: dict[str, list[int]] = {}  # type -> [true, predicted, correct]
-    for number, (truth, guess) in enumerate(zip(true_tags, predicted_tags, strict=True)):
-        if len(truth) != len(guess):
-            raise ValueError(f"Sentence {number}: {len(truth)} true tags but {len(guess)} "
-                             "predicted; predict one tag per word (see word_predictions).")
-        true_spans, guessed_spans = set(entity_spans(truth)), set(entity_spans(guess))
+    for true_spans, guessed_spans in _span_sets(true_tags, predicted_tags):
         for spans, column in ((true_spans, 0), (guessed_spans, 1), (true_spans & guessed_spans, 2)):
             for kind, _, _ in spans:
                 counts.setdefault(kind, [0, 0, 0])[column] += 1
@@ -96,11 +101,8 @@ def entity_f1_interval(true_tags, predicted_tags, *, n_resamples: int = 1000, se
 
     from bertlab.metrics import bootstrap_indices
 
-    if len(true_tags) != len(predicted_tags):
-        raise ValueError(f"{len(true_tags)} true sentences but {len(predicted_tags)} predicted.")
-    counts = np.array([(len(t), len(p), len(t & p)) for t, p in
-                       ((set(entity_spans(a)), set(entity_spans(b)))
-                        for a, b in zip(true_tags, predicted_tags, strict=True))], dtype=float)
+    counts = np.array([(len(t), len(p), len(t & p)) for t, p in _span_sets(true_tags, predicted_tags)],
+                      dtype=float)
 
     def f1(rows):
         true, predicted, correct = rows.sum(axis=-2).T

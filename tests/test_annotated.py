@@ -9,6 +9,7 @@ import pytest
 import bertlab
 from bertlab.data import annotated
 from bertlab.data.annotated import NER_LABELS, NER_TYPES, load_ner
+from bertlab.tagging import entity_spans
 
 # Words tagged one way in one sentence and another way (or not at all) elsewhere, each read in
 # context and kept on purpose (data/annotation/GUIDELINE.md). A new inconsistency fails the test
@@ -42,18 +43,6 @@ def _tags(split):
     return [[names[i] for i in row] for row in split["ner_tags"]]
 
 
-def _spans(tags):
-    """(start, end, type) of each entity in a BIO sequence."""
-    spans, start, kind = [], None, None
-    for i, tag in enumerate([*tags, "O"]):
-        if start is not None and tag != f"I-{kind}":
-            spans.append((start, i, kind))
-            start = None
-        if tag.startswith("B-"):
-            start, kind = i, tag[2:]
-    return spans
-
-
 def test_sizes_labels_and_top_level_name(ner):
     assert {s: len(ner[s]) for s in ner} == {"train": 1400, "validation": 300, "test": 400,
                                              "test_second_pass": 200}
@@ -70,7 +59,7 @@ def test_tags_are_valid_bio_and_every_type_occurs(ner):
             assert len(tokens) == len(tags)
             for previous, tag in zip(["O", *tags[:-1]], tags, strict=True):
                 assert not tag.startswith("I-") or previous[2:] == tag[2:], (tokens, tags)
-            kinds.update(kind for _, _, kind in _spans(tags))
+            kinds.update(kind for kind, _, _ in entity_spans(tags))
         assert set(kinds) == set(NER_TYPES)
 
 
@@ -88,7 +77,7 @@ def test_the_same_words_get_the_same_tag_unless_reviewed(ner):
             for t, g in zip(ner[s]["tokens"], _tags(ner[s]), strict=True)]
     kinds = defaultdict(set)
     for tokens, tags in rows:
-        for start, end, kind in _spans(tags):
+        for kind, start, end in entity_spans(tags):
             kinds[" ".join(tokens[start:end])].add(kind)
     for tokens, tags in rows:  # the same words left untagged elsewhere
         for n in (1, 2):

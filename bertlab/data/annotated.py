@@ -48,15 +48,11 @@ def load_ner(name: str = "sotu", *, second_pass: bool = False):
     if name != "sotu":
         raise ValueError(f"Unknown named-entity corpus {name!r}; the one that works offline is "
                          "'sotu' (the project's annotated State of the Union sentences).")
-    from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence, Value
+    from datasets import ClassLabel, Features, Sequence, Value
 
     features = Features({"id": Value("string"), "tokens": Sequence(Value("string")),
                          "ner_tags": Sequence(ClassLabel(names=list(NER_LABELS)))})
-    files = {split: f"ner/{split}.jsonl" for split in SPLITS}
-    if second_pass:
-        files["test_second_pass"] = "ner/test-second-pass.jsonl"
-    return DatasetDict({split: Dataset.from_list(_read_ner(path), features=features, split=split)
-                        for split, path in files.items()})
+    return _load("ner", features, _ner_problem, second_pass)
 
 
 def load_qa(name: str = "sotu", *, second_pass: bool = False):
@@ -74,42 +70,51 @@ def load_qa(name: str = "sotu", *, second_pass: bool = False):
     if name != "sotu":
         raise ValueError(f"Unknown question-answering corpus {name!r}; the one that works offline "
                          "is 'sotu' (the project's questions on State of the Union paragraphs).")
-    from datasets import Dataset, DatasetDict, Features, Sequence, Value
+    from datasets import Features, Sequence, Value
 
     features = Features({"id": Value("string"), "title": Value("string"),
                          "context": Value("string"), "question": Value("string"),
                          "answers": {"text": Sequence(Value("string")),
                                      "answer_start": Sequence(Value("int32"))}})
-    files = {split: f"qa/{split}.jsonl" for split in SPLITS}
+    return _load("qa", features, _qa_problem, second_pass)
+
+
+def _load(corpus: str, features, problem, second_pass: bool):
+    """The splits of ``annotated_dir()/corpus`` as a ``DatasetDict``, each row checked."""
+    from datasets import Dataset, DatasetDict
+
+    files = {split: f"{corpus}/{split}.jsonl" for split in SPLITS}
     if second_pass:
-        files["test_second_pass"] = "qa/test-second-pass.jsonl"
-    return DatasetDict({split: Dataset.from_list(_read_qa(path), features=features, split=split)
+        files["test_second_pass"] = f"{corpus}/test-second-pass.jsonl"
+    return DatasetDict({split: Dataset.from_list(_read_rows(path, problem), features=features,
+                                                 split=split)
                         for split, path in files.items()})
 
 
-def _read_qa(relative: str) -> list[dict]:
+def _read_rows(relative: str, problem) -> list[dict]:
+    """The JSON lines of a verified file; ``problem(row)`` names what is wrong with a row."""
     rows = []
     for number, line in enumerate(_read_verified(relative).splitlines(), 1):
         row = json.loads(line)
-        context, answers = row["context"], row["answers"]
-        for text, start in zip(answers["text"], answers["answer_start"], strict=True):
-            if context[start:start + len(text)] != text:
-                raise DataError(f"{relative}, line {number}: the answer {text!r} is not at "
-                                f"character {start} of its context.")
+        if message := problem(row):
+            raise DataError(f"{relative}, line {number}: {message}")
         rows.append(row)
     return rows
 
 
-def _read_ner(relative: str) -> list[dict]:
-    rows = []
-    for number, line in enumerate(_read_verified(relative).splitlines(), 1):
-        row = json.loads(line)
-        unknown = set(row["ner_tags"]) - set(NER_LABELS)
-        if unknown or len(row["ner_tags"]) != len(row["tokens"]):
-            raise DataError(f"{relative}, line {number}: tags {sorted(unknown)} are not in "
-                            f"NER_LABELS, or there is not one tag per word.")
-        rows.append(row)
-    return rows
+def _ner_problem(row: dict) -> str | None:
+    unknown = set(row["ner_tags"]) - set(NER_LABELS)
+    if unknown or len(row["ner_tags"]) != len(row["tokens"]):
+        return f"tags {sorted(unknown)} are not in NER_LABELS, or there is not one tag per word."
+    return None
+
+
+def _qa_problem(row: dict) -> str | None:
+    answers = row["answers"]
+    for text, start in zip(answers["text"], answers["answer_start"], strict=True):
+        if row["context"][start:start + len(text)] != text:
+            return f"the answer {text!r} is not at character {start} of its context."
+    return None
 
 
 def _read_verified(relative: str) -> str:

@@ -10,17 +10,14 @@ per paragraph, {"id", "context", "qas": [{"question", "answers": [{"text", "answ
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
+
+from build_corpus import read_jsonl  # this folder is on sys.path when the script runs
 
 BATCHES = Path(__file__).resolve().parents[2] / "data" / "annotation" / "batches"
 TYPES = ("PER", "ORG", "LOC", "MISC")
 TAGS = {"O"} | {f"{p}-{t}" for p in "BI" for t in TYPES}
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
 
 
 def check_ner(path: Path) -> list[str]:

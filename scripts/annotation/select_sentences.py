@@ -16,10 +16,11 @@ QA: paragraphs (blank-line separated in the speech files) of 60 to 180 words.
 
 from __future__ import annotations
 
-import json
 import random
 import re
 from pathlib import Path
+
+from build_corpus import write_jsonl  # this folder is on sys.path when the script runs
 
 from bertlab.data.cache import stable_hash
 from bertlab.data.corpus import load_corpus, split_sentences
@@ -56,7 +57,6 @@ def main() -> None:
     corpus = load_corpus("sotu")
     heldout = {d.id for d in corpus.heldout}
     docs = corpus.train + corpus.heldout
-    OUT.mkdir(parents=True, exist_ok=True)
 
     # NER sentences
     pools = {s: ([], []) for s in NER_SIZES}  # (rich, all)
@@ -76,8 +76,7 @@ def main() -> None:
         rng.shuffle(chosen)
         for k in range(0, size, BATCH[split]):
             path = OUT / f"ner-{split}-{k // BATCH[split]}.jsonl"
-            path.write_text("".join(json.dumps(x, ensure_ascii=False) + "\n"
-                                    for x in chosen[k:k + BATCH[split]]))
+            write_jsonl(path, chosen[k:k + BATCH[split]])
             print(path.name, len(chosen[k:k + BATCH[split]]))
 
     # QA paragraphs
@@ -94,8 +93,7 @@ def main() -> None:
         chosen = random.Random(f"qa-{split}").sample(paragraphs[split], size)
         for k in range(0, size, QA_BATCH):
             path = OUT / f"qa-{split}-{k // QA_BATCH}.jsonl"
-            path.write_text("".join(json.dumps(x, ensure_ascii=False) + "\n"
-                                    for x in chosen[k:k + QA_BATCH]))
+            write_jsonl(path, chosen[k:k + QA_BATCH])
             print(path.name, len(chosen[k:k + QA_BATCH]), "of", len(paragraphs[split]))
 
 
