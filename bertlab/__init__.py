@@ -5,7 +5,7 @@ The package, in the order the course meets it (one concept per module):
 ==========================  ===================================================================
 ``config``                  every knob: ``BertConfig`` (the model), ``TrainConfig`` (a run)
 ``model``                   the network: embeddings, attention, layer, encoder, pooler, BertModel
-``heads``                   the task heads: pretraining (MLM + NSP), masked LM, classification
+``heads``                   the task heads: pretraining (MLM + NSP), masked LM, classification, spans
 ``outputs``                 what the models return (``.loss``, logits, attentions)
 ``checks``                  input checks: a clear error instead of a deep IndexError
 ``files``                   every file on disk: model folders, checkpoints, the atomic write
@@ -22,6 +22,8 @@ The package, in the order the course meets it (one concept per module):
 ``baselines``               majority class, TF-IDF + logistic regression, frozen-feature probe
 ``pretraining``             the course's pretraining recipe and run (notebooks 05-07)
 ``ablation``                reading the pretraining ablation grid (notebook 06b)
+``tagging``                 named entities: BIO tags, labels on WordPieces, entity-level F1
+``answering``               question answering: windows with a stride, span decoding, EM and F1
 ``lora``                    low-rank adaptation: LoRA layers, applied, merged, saved, loaded
 ``memory``                  what one training step holds in memory, counted tensor by tensor
 ``viz``                     the pictures: attention, training curves, offline attention viewer
@@ -45,6 +47,7 @@ _EXPORTS = {
     "BertForMaskedLM": "bertlab.heads",
     "BertForSequenceClassification": "bertlab.heads",
     "BertForTokenClassification": "bertlab.heads",
+    "BertForQuestionAnswering": "bertlab.heads",
     "CheckpointError": "bertlab.files",
     "save_checkpoint": "bertlab.files",
     "load_checkpoint": "bertlab.files",

@@ -13,7 +13,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["IGNORE_INDEX", "check_inputs", "check_labels", "check_regression_targets"]
+__all__ = ["IGNORE_INDEX", "check_inputs", "check_labels", "check_regression_targets",
+           "check_span_positions"]
 
 IGNORE_INDEX = -100  # the label of "no prediction here": the losses skip it (PyTorch's convention)
 
@@ -115,6 +116,31 @@ def check_labels(
             f"the label to skip). The model has {num_classes} classes; relabel the data "
             f"or build the model for more classes."
         )
+
+
+def check_span_positions(start: Any, end: Any, input_ids: Tensor) -> None:
+    """Answer spans: both or neither given, one (start, end) per sequence, each a token index
+    inside the sequence, start <= end (0, 0 marks "no answer", on ``[CLS]``)."""
+    if start is None and end is None:
+        return
+    if start is None or end is None:
+        raise ValueError("Give both start_positions and end_positions (0 and 0 for a window "
+                         "without its answer), or neither.")
+    batch, length = input_ids.shape
+    for name, positions in (("start_positions", start), ("end_positions", end)):
+        _check_ids_tensor(name, positions)
+        if positions.numel() != batch or positions.device != input_ids.device:
+            raise ValueError(f"{name} has shape {tuple(positions.shape)} on {positions.device}; "
+                             f"it needs one token index per sequence, shape ({batch},), on "
+                             f"{input_ids.device}.")
+        outside = (positions < 0) | (positions >= length)
+        if outside.any():
+            raise ValueError(f"{name} holds {positions[outside][0].item()}, outside the "
+                             f"sequence of {length} tokens: an answer must lie inside its window "
+                             "(use 0, the [CLS] token, when the window does not hold it).")
+    if (start.reshape(-1) > end.reshape(-1)).any():
+        raise ValueError("An answer ends before it starts (start_positions > end_positions); "
+                         "check how character spans were mapped to tokens.")
 
 
 def check_regression_targets(labels: Any, input_ids: Tensor) -> None:

@@ -5,7 +5,9 @@
 * ``BertForMaskedLM``: the masked language model alone (fill-mask);
 * ``BertForSequenceClassification``: one label per sequence from the pooled ``[CLS]`` vector
   (sentiment, notebook 06);
-* ``BertForTokenClassification``: one label per token (named entities).
+* ``BertForTokenClassification``: one label per token (named entities, notebook 08);
+* ``BertForQuestionAnswering``: a start and an end score per token, for an answer that is a span
+  of the paragraph (extractive question answering, notebook 09).
 
 Module and parameter names are those of Hugging Face ``transformers``, as in ``bertlab.model``.
 """
@@ -16,13 +18,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bertlab.checks import IGNORE_INDEX, check_labels, check_regression_targets
+from bertlab.checks import IGNORE_INDEX, check_labels, check_regression_targets, check_span_positions
 from bertlab.config import BertConfig
 from bertlab.model import ACT2FN, BertModel, BertPreTrainedModel
-from bertlab.outputs import BertForPreTrainingOutput, PredictionOutput
+from bertlab.outputs import BertForPreTrainingOutput, PredictionOutput, QuestionAnsweringOutput
 
-__all__ = ["BertForMaskedLM", "BertForPreTraining", "BertForSequenceClassification",
-           "BertForTokenClassification"]
+__all__ = ["BertForMaskedLM", "BertForPreTraining", "BertForQuestionAnswering",
+           "BertForSequenceClassification", "BertForTokenClassification"]
 
 
 # -- the masked-language-model head ----------------------------------------------------------
@@ -317,6 +319,47 @@ class BertForTokenClassification(BertPreTrainedModel):
         if labels is not None:
             loss = F.cross_entropy(logits.reshape(-1, self.num_labels), labels.reshape(-1))
         return PredictionOutput(loss, logits, out.hidden_states, out.attentions)
+
+
+class BertForQuestionAnswering(BertPreTrainedModel):
+    """BERT with two scores on every token's final state: how likely the answer starts there,
+    and how likely it ends there. The answer is the span of the paragraph with the best sum;
+    ``[CLS]`` (position 0) stands for "no answer" (``bertlab.answering`` decodes the spans)."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__(config)
+        self.bert = BertModel(config, add_pooling_layer=False)
+        self.qa_outputs = nn.Linear(config.hidden_size, 2)  # (start, end) for every token
+        self.init_weights(self.qa_outputs)
+
+    def forward(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor | None = None,
+        token_type_ids: Tensor | None = None,
+        position_ids: Tensor | None = None,
+        *,
+        start_positions: Tensor | None = None,
+        end_positions: Tensor | None = None,
+        output_attentions: bool = False,
+        output_hidden_states: bool = False,
+    ) -> QuestionAnsweringOutput:
+        """Inputs as :meth:`BertModel.forward`; ``start_positions`` and ``end_positions``
+        (batch,) the token indices of each answer's first and last piece, 0 (``[CLS]``) where the
+        window holds no answer. The loss is the mean of the start and end cross-entropies;
+        ``start_logits`` and ``end_logits`` are (batch, seq)."""
+        check_span_positions(start_positions, end_positions, input_ids)
+        out = self.bert(
+            input_ids, attention_mask, token_type_ids, position_ids,
+            output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+        )
+        start_logits, end_logits = self.qa_outputs(out.last_hidden_state).unbind(dim=-1)
+        loss = None
+        if start_positions is not None:
+            loss = (F.cross_entropy(start_logits, start_positions.reshape(-1))
+                    + F.cross_entropy(end_logits, end_positions.reshape(-1))) / 2
+        return QuestionAnsweringOutput(loss, start_logits, end_logits, out.hidden_states,
+                                       out.attentions)
 
 
 def _classifier_dropout(config: BertConfig) -> float:
