@@ -178,3 +178,25 @@ def test_one_process_takes_todays_path_and_leaves_no_process_group(monkeypatch, 
     np.testing.assert_allclose(history["train_loss"], [0.691214382648468, 0.6992132067680359,
                                0.6987926363945007, 0.6934778094291687], rtol=0, atol=2e-5)
     assert not torch.distributed.is_initialized()
+
+
+def test_each_process_gets_its_own_gpu_and_cpus_stay_cpus(monkeypatch):
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert _world(monkeypatch, 3, 4).device == torch.device("cpu")
+    world = World.__new__(World)  # the device mapping alone, with no GPU needed to check it
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    World.__init__(world, torch.device("cuda"))
+    assert world.device == torch.device("cuda", 1) and world.local_rank == 1
+
+
+def test_one_process_never_touches_cuda_or_the_process_group(monkeypatch):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+
+    def probe():
+        raise AssertionError("CUDA probed in a one-process run")
+
+    monkeypatch.setattr(torch.cuda, "is_available", probe)
+    monkeypatch.setattr(torch.distributed, "init_process_group", probe)
+    with distributed.process_group() as on:
+        assert on is False
+    assert not distributed.launched() and distributed.is_main()
