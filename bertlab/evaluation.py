@@ -48,6 +48,7 @@ def evaluate(
     seed: int = 0,
     masked_only: bool = True,
     group_by_length: bool = False,
+    world=None,
 ) -> dict[str, float]:
     """Loss and task metrics of ``model`` on ``data``, in eval mode, without gradients.
 
@@ -69,7 +70,10 @@ def evaluate(
         with isolated_rng(seed, own_generator(collate_fn)):
             lengths = example_lengths(data) if group_by_length else None
             batches = epoch_batches(len(data), batch_size, shuffle=False, lengths=lengths)
-            for batch in loader(data, batches, collate_fn, 0, device.type == "cuda"):
+            for i, batch in enumerate(loader(data, batches, collate_fn, 0,
+                                             device.type == "cuda")):
+                if world is not None and i % world.size != world.rank:
+                    continue
                 batch = to_device(batch, device)
                 with autocast(device, precision):
                     output = model(**model_inputs(batch, accepted, masked_only and
@@ -80,6 +84,8 @@ def evaluate(
                 accumulator.update(batch, output)
     finally:
         model.train(was_training)
+    if world is not None:
+        accumulator = world.merge(accumulator)
     return accumulator.compute()
 
 

@@ -347,9 +347,20 @@ def pretrain(recipe: PretrainingRecipe, run_dir: str | os.PathLike = RUN_DIR, *,
     ``train_mlm_loss`` ...); ``callbacks`` ride along (one that returns True stops the run,
     which can then be resumed); ``record`` adds entries to ``recipe.json``; other keyword
     arguments change ``train_config`` fields (``progress=False``, ``verbose=True``).
+    Under ``torchrun`` every process trains its share and rank 0 alone writes the files.
     """
+    from bertlab.distributed import process_group
+
+    with process_group():  # several processes under torchrun: one group for the whole run
+        return _pretrain(recipe, run_dir, data=data, model=model, resume=resume, probe=probe,
+                         callbacks=callbacks, record=record, **train_settings)
+
+
+def _pretrain(recipe, run_dir, *, data, model, resume, probe, callbacks, record,
+              **train_settings) -> PretrainingRun:
     import pandas as pd
 
+    from bertlab.distributed import barrier, is_main
     from bertlab.training import train
 
     run_dir = Path(run_dir)
@@ -361,9 +372,11 @@ def pretrain(recipe: PretrainingRecipe, run_dir: str | os.PathLike = RUN_DIR, *,
         if before is None or PretrainingRecipe.from_dict(before) != recipe:
             raise ValueError(f"{run_dir} holds a run of another recipe; resume it with the recipe "
                              "in its recipe.json, or start a new run (resume=False)")
-    elif not resume:
+    elif not resume and is_main():
         start_run(run_dir)
-    write_json(recorded, written)  # atomic: a crash never leaves half a record
+    if is_main():
+        write_json(recorded, written)  # atomic: a crash never leaves half a record
+    barrier()  # the other processes look into run_dir once rank 0 has set it up
 
     data = data if data is not None else build_data(recipe)
     model = model if model is not None else build_model(recipe, data.tokenizer)
@@ -377,9 +390,10 @@ def pretrain(recipe: PretrainingRecipe, run_dir: str | os.PathLike = RUN_DIR, *,
                     config=train_config(recipe, **{**settings, **train_settings}))
     if snapshots.rows:
         history = history.merge(pd.DataFrame(snapshots.rows), on="step", how="left")
-    history.to_csv(run_dir / "history.csv", index=False)
     finished = int(history["step"].iloc[-1]) >= recipe.max_steps
-    if finished:
+    if is_main():
+        history.to_csv(run_dir / "history.csv", index=False)
+    if finished and is_main():
         save_pretrained_with_tokenizer(model, data.tokenizer, run_dir / "final")
     return PretrainingRun(run_dir, recipe, data, model, history, finished)
 
@@ -457,7 +471,9 @@ class Snapshots:
         from bertlab.evaluation import evaluate
 
         step, model = info["step"], info["model"]
-        if step in self.steps:
+        from bertlab.distributed import is_main
+
+        if step in self.steps and is_main():  # under torchrun, rank 0 alone writes
             folder = self.run_dir / f"step-{step:06d}"
             self.saved.append(save_pretrained_with_tokenizer(model, self.tokenizer, folder))
         if self.probe is not None and step % self.eval_every == 0:

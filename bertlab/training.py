@@ -24,6 +24,9 @@ folder, flushed to disk and renamed into place; a small index file, replaced ato
 the last and the best one. A crash at any moment leaves the previous checkpoint intact.
 Interrupting (Ctrl-C, or the stop button in Jupyter) saves a checkpoint and returns the history so
 far; ``resume=True`` continues the run with exactly the losses it would have had.
+
+Under ``torchrun`` the same call trains on several processes (:mod:`bertlab.distributed`:
+shards, DDP, rank 0 writing); in one process it takes exactly the path described above.
 """
 
 from __future__ import annotations
@@ -32,7 +35,6 @@ import contextlib
 import dataclasses
 import math
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -44,7 +46,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from bertlab import batching, files
+from bertlab import batching, distributed, files, reporting
 from bertlab.config import TrainConfig, configure
 from bertlab.devices import autocast, resolve_device, resolve_precision
 from bertlab.evaluation import evaluate
@@ -91,9 +93,10 @@ def train(
     ``device``, ``precision`` and ``checkpoint`` (the last checkpoint folder, if any).
     """
     config = configure(config, overrides)
-    run = _Run(model, train_data, config, eval_data, collate_fn, eval_collate_fn or collate_fn,
-               eval_metrics, callbacks)
-    return run.fit()
+    with distributed.process_group():  # under torchrun only; one process: nothing happens
+        run = _Run(model, train_data, config, eval_data, collate_fn,
+                   eval_collate_fn or collate_fn, eval_metrics, callbacks)
+        return run.fit()
 
 
 class TimeLimit:
@@ -147,6 +150,11 @@ class _Run:
         self.collate_fn, self.eval_collate_fn = collate_fn, eval_collate_fn
         self.eval_metrics, self.callbacks = eval_metrics, callbacks
         self.device = resolve_device(config.device)
+        self.world = distributed.World(self.device) if distributed.launched() else None
+        if self.world is not None:  # several processes: batch_size is the global batch
+            self.device = self.world.device
+            self.world.check_batch_size(config.batch_size)
+        self.main = self.world is None or self.world.rank == 0  # writes files, shows progress
         self.precision = resolve_precision(config.precision, self.device)
         self.run_dir = Path(config.checkpoint_dir) if config.checkpoint_dir is not None else None
 
@@ -175,8 +183,12 @@ class _Run:
             self.greater_is_better = not any(w in config.metric for w in ("loss", "perplexity"))
 
         self.progress = _Progress()
-        seed_everything(config.seed)
+        seed_everything(config.seed if self.world is None else self.world.seed(config.seed))
+        if self.world is not None and own_generator(collate_fn) is not None:
+            generator = own_generator(collate_fn)
+            generator.manual_seed(self.world.seed(generator.initial_seed()))
         self._resume_if_asked()
+        self.net = model if self.world is None else self.world.wrap(model)  # what steps call
         # the random state that a checkpoint of the current step restores
         self.rng_snapshot = rng_state(own_generator(collate_fn))
         self.best_weights = None  # in-memory copy of the best weights, without checkpoint_dir
@@ -189,13 +201,17 @@ class _Run:
 
     def batches_of(self, epoch: int) -> list[list[int]]:
         config = self.config
-        return batching.epoch_batches(len(self.train_data), config.batch_size, epoch=epoch,
-                             seed=config.seed, shuffle=config.shuffle,
-                             drop_last=config.drop_last, lengths=self.lengths)
+        batches = batching.epoch_batches(len(self.train_data), config.batch_size, epoch=epoch,
+                                         seed=config.seed, shuffle=config.shuffle,
+                                         drop_last=config.drop_last, lengths=self.lengths)
+        return batches if self.world is None else self.world.shard(batches)
 
     def _data_settings(self) -> dict:
-        return {**{name: getattr(self.config, name) for name in _DATA_SETTINGS},
-                "batches_per_epoch": self.batches_per_epoch}
+        settings = {**{name: getattr(self.config, name) for name in _DATA_SETTINGS},
+                    "batches_per_epoch": self.batches_per_epoch}
+        if self.world is not None:  # one-process checkpoints stay as they were
+            settings["world_size"] = self.world.size
+        return settings
 
     # ------------------------------------------------------------------ resume
 
@@ -212,8 +228,9 @@ class _Run:
         state = files.load_training_state(folder)
         if state is None:
             raise ValueError(f"{folder} has weights but no {files.STATE_NAME}: it cannot be resumed")
-        for key, value in self._data_settings().items():  # batches_per_epoch last: data size
-            if state["data"][key] != value:
+        settings = {"world_size": 1, **self._data_settings()}
+        for key, value in settings.items():  # batches_per_epoch last: data size
+            if state["data"].get(key, 1 if key == "world_size" else None) != value:
                 raise ValueError(
                     f"cannot resume: the checkpoint was trained with {key}="
                     f"{state['data'][key]!r} but this run has {key}={value!r}; resume with the "
@@ -228,15 +245,18 @@ class _Run:
                              "original run") from error
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
-        set_rng_state(state["rng"], own_generator(self.collate_fn))
+        rng = state["rng"] if self.world is None else state["rng_ranks"][self.world.rank]
+        set_rng_state(rng, own_generator(self.collate_fn))
         self.progress = _Progress(**state["progress"])
 
     # ------------------------------------------------------------------ the loop
 
     def fit(self) -> pd.DataFrame:
         progress, config = self.progress, self.config
-        self.bar = _progress_bar(self.total_steps, progress.step, config.progress)
-        self.writer = _tensorboard(config.tensorboard, self.run_dir)
+        self.bar = reporting.progress_bar(self.total_steps, progress.step,
+                                          config.progress if self.main else False)
+        self.writer = reporting.tensorboard(config.tensorboard if self.main else None,
+                                            self.run_dir)
         last_row = progress.history[-1] if progress.history else {}
         evaluated_at = last_row["step"] if any(k.startswith("eval_") for k in last_row) else None
         stopped_early = interrupted = False
@@ -272,6 +292,8 @@ class _Run:
                 self._evaluate()
             self._save()
         except KeyboardInterrupt:
+            if self.world is not None:  # the other ranks are not here to save with: the last
+                raise  # checkpoint (save_every) is where a resumed run continues
             interrupted = True
             self.optimizer.zero_grad(set_to_none=True)  # drop a half-accumulated step
             self._save()
@@ -298,17 +320,22 @@ class _Run:
         group = min(config.grad_accum_steps, self.batches_per_epoch - progress.batch_in_epoch)
         loss_sum = torch.zeros((), device=self.device)
         tokens = 0
-        for _ in range(group):
+        for index in range(group):
             batch = next(stream)
             tokens += batching.token_count(batch)
             batch = batching.to_device(batch, self.device)
+            if self.world is not None:  # DDP: see _ddp_forward_backward
+                loss_sum += self._ddp_forward_backward(batch, group, last=index == group - 1)
+                continue
             with autocast(self.device, self.precision):
                 output = self.model(**batching.model_inputs(batch, self.accepted, self.masked_only))
-            if getattr(output, "loss", None) is None:
-                raise ValueError("the model returned no loss: training batches need labels "
-                                 "(check the collate_fn)")
+            _check_loss(output)
             self.scaler.scale(output.loss / group).backward()
             loss_sum += output.loss.detach().float()
+        if self.world is not None:  # the global mean loss and the tokens of every rank
+            totals = self.world.sum(torch.stack([loss_sum, torch.tensor(tokens, dtype=torch.float32,
+                                                                         device=self.device)]))
+            loss_sum, tokens = totals[0], int(totals[1])
         loss = float(loss_sum) / group  # the one host-device sync of a step
 
         with _interrupts_deferred():  # from here to the end, all of it or none of it
@@ -346,6 +373,19 @@ class _Run:
         self.bar.update(1)
         return lr
 
+    def _ddp_forward_backward(self, batch: dict, group: int, last: bool) -> torch.Tensor:
+        """One batch under DDP, which averages gradients over the ranks during ``backward``: each
+        rank back-propagates world size x its share of the global batch's mean loss (so the
+        average is the gradient of that mean, see ``World.share``); only the last batch of an
+        accumulated step syncs. Returns the share (the shares of all ranks add up to the loss)."""
+        with self.world.syncing(self.net, last):  # forward and backward both inside
+            with autocast(self.device, self.precision):
+                output = self.net(**batching.model_inputs(batch, self.accepted, self.masked_only))
+            _check_loss(output)
+            share = self.world.share(output, batch)
+            self.scaler.scale(share * self.world.size / group).backward()
+        return share.detach()
+
     def _snapshot_rng(self) -> None:
         if self.run_dir is not None:
             self.rng_snapshot = rng_state(own_generator(self.collate_fn))
@@ -378,7 +418,7 @@ class _Run:
                            device=self.device, precision=self.precision,
                            metrics=self.eval_metrics, seed=config.seed,
                            masked_only=config.masked_only,
-                           group_by_length=config.group_by_length)
+                           group_by_length=config.group_by_length, world=self.world)
         if config.metric not in results:
             raise ValueError(f"metric={config.metric!r} is not among the evaluation results "
                              f"{sorted(results)}; choose one of them")
@@ -401,9 +441,9 @@ class _Run:
             for key, v in results.items():
                 self.writer.add_scalar(f"eval/{key}", v, progress.step)
         self.bar.set_postfix_str(f"{self.postfix} | {config.metric} {value:.4g}", refresh=False)
-        if config.verbose:
+        if config.verbose and self.main:
             print(f"step {progress.step}/{self.total_steps} | "
-                  + _format_metrics({k: v for k, v in row.items() if k != "step"}))
+                  + reporting.format_metrics({k: v for k, v in row.items() if k != "step"}))
         return config.patience is not None and progress.bad_evals >= config.patience
 
     def _save(self, best: bool = False) -> None:
@@ -418,9 +458,15 @@ class _Run:
             "progress": dataclasses.asdict(progress),
             "data": self._data_settings(),
         }
-        files.save_checkpoint(self.run_dir, self.model, step=progress.step, training_state=state,
-                        best=best, metric=progress.best_metric if best else None,
-                        keep=self.config.keep_checkpoints)
+        if self.world is not None:  # every rank's random state, for an exact resume
+            state["rng_ranks"] = self.world.gather(self.rng_snapshot)
+        if self.main:
+            files.save_checkpoint(self.run_dir, self.model, step=progress.step,
+                                  training_state=state, best=best,
+                                  metric=progress.best_metric if best else None,
+                                  keep=self.config.keep_checkpoints)
+        if self.world is not None:  # the others read the index only once it is written
+            self.world.barrier()
         self.last_saved = progress.step
 
     def _history(self, *, stopped_early: bool, interrupted: bool) -> pd.DataFrame:
@@ -436,6 +482,12 @@ class _Run:
             precision=self.precision, checkpoint=checkpoint,
         )
         return history
+
+
+def _check_loss(output) -> None:
+    if getattr(output, "loss", None) is None:
+        raise ValueError("the model returned no loss: training batches need labels "
+                         "(check the collate_fn)")
 
 
 def _history_row(history: list, step: int, epoch: float, lr: float) -> dict:
@@ -463,47 +515,3 @@ def _interrupts_deferred():
                 previous(signal.SIGINT, None)
             else:
                 raise KeyboardInterrupt
-
-
-def _in_notebook() -> bool:
-    """True inside a Jupyter kernel (JupyterLab, Notebook, Colab, VS Code): tqdm shows a widget."""
-    return "ipykernel.zmqshell" in sys.modules
-
-
-def _progress_bar(total: int, initial: int, enabled: bool | None):
-    """A tqdm.auto bar over optimizer steps.
-
-    By default it shows only where someone watches: a widget in a notebook (its saved text is
-    the same on every run, so nbval is happy) or a text bar in a terminal. Elsewhere (scripts
-    piped to a file, pytest) it stays silent, because tqdm writes to stderr. It redraws at most
-    once a second: every redraw of a notebook widget is a message to the frontend, and a long
-    run's thousands of them can overflow the kernel's message queue (a test runner such as nbval
-    then loses the end of the cell).
-    """
-    from tqdm.auto import tqdm
-
-    if enabled is None:
-        enabled = _in_notebook() or sys.stderr.isatty()
-    return tqdm(total=total, initial=initial, desc="training", unit="step", disable=not enabled,
-                dynamic_ncols=True, mininterval=1.0)
-
-
-def _tensorboard(setting, checkpoint_dir):
-    if not setting:
-        return None
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        print("TensorBoard logging skipped: the tensorboard package is not installed "
-              "(pip install tensorboard).")
-        return None
-    if isinstance(setting, (str, Path)):
-        log_dir = setting
-    else:
-        log_dir = Path(checkpoint_dir) / "tensorboard" if checkpoint_dir else None
-    return SummaryWriter(log_dir=log_dir)
-
-
-def _format_metrics(values: dict) -> str:
-    return " | ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
-                      for k, v in values.items())

@@ -7,6 +7,7 @@ engine's resumable checkpoints. Examples::
     python scripts/pretrain.py --out runs/long --resume            # continue where it stopped
     python scripts/pretrain.py --out runs/gpu --profile gpu        # the gpu recipe (mini, 10k steps)
     python scripts/pretrain.py --out runs/x --set mlm_probability=0.15 --set dropout=0.1
+    torchrun --standalone --nproc_per_node=2 scripts/pretrain.py --out runs/ddp   # 2 processes
 
 ``--steps`` fixes the length of the run (and so its learning-rate schedule); ``--minutes``
 limits one sitting: when the time is up the run saves a checkpoint and stops, and the same
@@ -110,8 +111,18 @@ def parse_setting(recipe, item: str) -> tuple[str, object]:
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
+    from bertlab.distributed import process_group
+
+    with process_group():  # under torchrun: one group for the whole run (one process: nothing)
+        return run(parse_args(argv), argv)
+
+
+def run(args: argparse.Namespace, argv=None) -> int:
+    from bertlab.distributed import barrier, is_main
+
     recipe = recipe_from_args(args)
+    barrier()  # every process has looked at --out before rank 0 writes into it
+    say = print if is_main() else lambda *args, **kwargs: None  # rank 0 alone prints
 
     from bertlab import pretraining
     from bertlab.files import write_json
@@ -122,12 +133,12 @@ def main(argv=None) -> int:
     recorded = out / "recipe.json"
     commands = json.loads(recorded.read_text()).get("commands", []) if args.resume else []
     command = ["scripts/pretrain.py", *(sys.argv[1:] if argv is None else argv)]
-    print(f"recipe: {json.dumps(recipe.to_dict())}", flush=True)
+    say(f"recipe: {json.dumps(recipe.to_dict())}", flush=True)
 
     started = time.monotonic()
     data = pretraining.build_data(recipe)
     entropy = unigram_entropy(data.train, data.tokenizer)
-    print(f"data: {len(data.train):,} training sequences, {len(data.heldout):,} held-out, "
+    say(f"data: {len(data.train):,} training sequences, {len(data.heldout):,} held-out, "
           f"unigram entropy {entropy:.3f} nats ({time.monotonic() - started:.0f} s)", flush=True)
     limit = TimeLimit(args.minutes)
     run = pretraining.pretrain(recipe, out, data=data, resume=args.resume, callbacks=[limit],
@@ -140,11 +151,12 @@ def main(argv=None) -> int:
                                                          "perplexity", "nsp_accuracy")
                   if f"eval_{k}" in last},
                "tokens_seen_upper_bound": int(last["step"]) * recipe.tokens_per_step}
-    write_json(out / "summary.json", summary)
+    if is_main():
+        write_json(out / "summary.json", summary)
     for key, value in summary.items():
-        print(f"{key:>24}: {value:.4g}" if isinstance(value, float) else f"{key:>24}: {value:,}")
+        say(f"{key:>24}: {value:.4g}" if isinstance(value, float) else f"{key:>24}: {value:,}")
     if not run.finished:
-        print(f"stopped at step {summary['step']}/{recipe.max_steps} "
+        say(f"stopped at step {summary['step']}/{recipe.max_steps} "
               f"({'time limit' if limit.reached else 'interrupted'}); continue with: "
               f"python scripts/pretrain.py --out {out} --resume", flush=True)
     return 0
