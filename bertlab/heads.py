@@ -18,7 +18,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bertlab.checks import IGNORE_INDEX, check_labels, check_regression_targets, check_span_positions
+from bertlab.checks import (
+    IGNORE_INDEX,
+    check_labels,
+    check_regression_targets,
+    check_span_positions,
+)
 from bertlab.config import BertConfig
 from bertlab.model import ACT2FN, BertModel, BertPreTrainedModel
 from bertlab.outputs import BertForPreTrainingOutput, PredictionOutput, QuestionAnsweringOutput

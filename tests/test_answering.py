@@ -143,7 +143,7 @@ def test_scores_equal_the_official_squad_definition():
     rng = random.Random(0)
     words = "the a an Senate Congress , . passed budget in June 1950 's Treaty of Paris".split()
     predictions, answers = [], []
-    for i in range(300):
+    for _ in range(300):
         truth = [" ".join(rng.choices(words, k=rng.randint(1, 5))) for _ in range(rng.randint(0, 2))]
         # a true answer that normalises to nothing ("the ,") counts as none in SQuAD 2.0's
         # script but not in torchmetrics' (SQuAD 1.1's); real answers never do, so skip them
