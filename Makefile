@@ -12,6 +12,7 @@ AVX2    := ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 ONEDNN_MAX_CPU_
 TRAINING_NOTEBOOKS ?= notebooks/05_pretraining.ipynb notebooks/06_sentiment_finetuning.ipynb \
                       notebooks/07_attention_visualisation.ipynb \
                       notebooks/08_named_entities.ipynb \
+                      notebooks/09_question_answering.ipynb \
                       notebooks/10_parameter_efficient_finetuning.ipynb
 
 .PHONY: help setup lab test unit notebooks test-avx2 lint course slides colab

@@ -5,7 +5,7 @@ or not, one thread or several change the last bits of a matrix product, and a wh
 amplifies them) and on the seed. The notebooks therefore print those figures for the learner but
 nbval does not compare them; each is checked by an assertion whose band must hold on every
 machine. This script measures the spread those bands are taken from: it executes the notebooks
-that train (05, 06, 07, which reads 05's model, 08 and 10) under several configurations, reads every
+that train (05, 06, 07, which reads 05's model, 08, 09 and 10) under several configurations, reads every
 figure out of the notebook's own variables, and writes a table of min and max beside the band
 each notebook asserts.
 
@@ -102,6 +102,14 @@ FIGURES = [
      'best["tiny BERT, random weights"])', (0.05, 1)),
     ("08_named_entities", "test entity F1", 'results["f1"].astype(float).to_dict()',
      {"all-MiniLM-L6-v2": (0.70, 1)}),
+    ("09_question_answering", "validation F1 by model and rate",
+     '{f"{m}, {lr:.0e}": f for m, lr, f in zip(runs.model, runs.lr, runs["validation F1"])}', None),
+    ("09_question_answering", "MiniLM's validation lead over the better tiny BERT",
+     'best["all-MiniLM-L6-v2"] - max(best["tiny BERT, pretrained (10,000 steps)"], '
+     'best["tiny BERT, random weights"])', (0.15, 1)),
+    ("09_question_answering", "test F1", 'results["f1"].astype(float).to_dict()',
+     {"all-MiniLM-L6-v2": (0.45, 1)}),
+    ("09_question_answering", "pipeline agrees with bertlab (questions)", "sum(same)", None),
     ("10_parameter_efficient_finetuning", "validation accuracy by method and rate",
      '{f"{m}, {lr:.0e}": a for m, lr, a in zip(runs.method, runs.lr, runs.val_accuracy)}', None),
     ("10_parameter_efficient_finetuning", "rate chosen", 'chosen["lr"].to_dict()', None),
@@ -263,7 +271,7 @@ def write_table() -> str:
         "# Spread of the training-derived figures",
         "",
         f"Made by `python benchmarks/training_spread.py table` from {len(records)} runs of the "
-        "notebooks that train (05, 06, 07, 08, 10), one per configuration: "
+        "notebooks that train (05, 06, 07, 08, 09, 10), one per configuration: "
         + ", ".join(f"`{n}`" for n in names) + ". `avx2` caps PyTorch, MKL and oneDNN at AVX2 "
         "(`ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 ONEDNN_MAX_CPU_ISA=AVX2`); "
         f"machine: {records[0]['machine']}, {os.cpu_count()} cores.",
