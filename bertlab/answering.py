@@ -243,12 +243,10 @@ def squad_interval(predictions: Sequence[str], answers: Sequence, *, metric: str
                    confidence: float = 0.95) -> tuple[float, float, float]:
     """``(score, low, high)``: exact match (``metric="exact"``) or F1 with a bootstrap interval
     over questions, as fractions."""
-    from bertlab.metrics import bootstrap_indices
+    from bertlab.metrics import _interval, bootstrap_indices
 
     if metric not in ("exact", "f1"):
         raise ValueError(f"metric={metric!r}: use 'exact' or 'f1'.")
     column = _per_question(predictions, answers)[:, 0 if metric == "exact" else 1]
     samples = column[bootstrap_indices(len(column), n_resamples, seed)].mean(axis=1)
-    tail = (1 - confidence) / 2
-    return (float(column.mean()), float(np.quantile(samples, tail)),
-            float(np.quantile(samples, 1 - tail)))
+    return (float(column.mean()), *_interval(samples, confidence))  # the course's one bootstrap
