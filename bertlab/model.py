@@ -34,6 +34,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from bertlab.checks import check_inputs
 from bertlab.config import ACTIVATIONS, BertConfig
@@ -255,11 +256,18 @@ class BertLayer(nn.Module):
 
 
 class BertEncoder(nn.Module):
-    """``num_hidden_layers`` identical layers, applied in turn."""
+    """``num_hidden_layers`` identical layers, applied in turn.
+
+    With ``gradient_checkpointing`` on (``model.gradient_checkpointing_enable()``), training
+    keeps only each layer's input for the backward pass and runs the layer's forward again
+    there: the activations inside the layers are not stored, for about one more forward pass of
+    compute. The gradients are the same (dropout masks are replayed from the saved RNG state).
+    """
 
     def __init__(self, config: BertConfig) -> None:
         super().__init__()
         self.layer = nn.ModuleList(BertLayer(config) for _ in range(config.num_hidden_layers))
+        self.gradient_checkpointing = False
         # Pre-LN leaves the residual stream unnormalised; one LayerNorm at the end fixes its scale.
         self.final_layer_norm = (nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
                                  if config.pre_layer_norm else None)
@@ -273,8 +281,13 @@ class BertEncoder(nn.Module):
     ) -> tuple[Tensor, tuple[Tensor, ...] | None, tuple[Tensor, ...] | None]:
         all_hidden = [hidden_states] if output_hidden_states else None
         all_probs = [] if output_attentions else None
+        recompute = self.gradient_checkpointing and self.training and torch.is_grad_enabled()
         for layer in self.layer:
-            hidden_states, probs = layer(hidden_states, attention_mask, output_attentions)
+            if recompute:
+                hidden_states, probs = checkpoint(layer, hidden_states, attention_mask,
+                                                  output_attentions, use_reentrant=False)
+            else:
+                hidden_states, probs = layer(hidden_states, attention_mask, output_attentions)
             if output_hidden_states:
                 all_hidden.append(hidden_states)
             if output_attentions:
@@ -342,6 +355,17 @@ class BertPreTrainedModel(nn.Module):
     def device(self) -> torch.device:
         """Where the weights live; inputs must be there too (``ids.to(model.device)``)."""
         return next(self.parameters()).device
+
+    def gradient_checkpointing_enable(self) -> None:
+        """Trade compute for memory while training: see :class:`BertEncoder` (the name and
+        effect are those of ``transformers``)."""
+        self._encoder().gradient_checkpointing = True
+
+    def gradient_checkpointing_disable(self) -> None:
+        self._encoder().gradient_checkpointing = False
+
+    def _encoder(self) -> BertEncoder:
+        return next(m for m in self.modules() if isinstance(m, BertEncoder))
 
     @torch.no_grad()
     def init_weights(self, part: nn.Module) -> None:
