@@ -17,6 +17,7 @@ The package, in the order the course meets it (one concept per module):
 ``batching``                the order of an epoch and the batches a model is fed
 ``optimization``            AdamW with decay groups, the learning-rate schedule, freezing
 ``training``                ``train()``: the loop, early stopping, checkpoints, resume
+``accumulation``            a step's loss in pieces (batches, processes), weighted by what each counts
 ``reporting``               what a run shows: progress bar, TensorBoard, printed figures
 ``distributed``             several processes under ``torchrun``: shards, DDP, rank 0 writes
 ``evaluation``              ``evaluate()``, ``predict()``, the surest mistakes

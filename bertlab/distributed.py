@@ -30,7 +30,7 @@ How ``train`` uses it (:class:`World`):
   size is refused (ValueError); the last, shorter batch of an epoch is split as evenly as it goes.
 * The loss each rank back-propagates is weighted so that DDP's average of gradients is the
   gradient of the global batch's mean loss, even when shards hold different numbers of masked
-  tokens (:meth:`World.share`).
+  tokens (:mod:`bertlab.accumulation`, with the counts summed over the ranks).
 * Rank 0 alone writes checkpoints, history files, TensorBoard logs and progress bars; every
   rank's random state goes into the checkpoint, so a resumed run continues exactly.
 * Evaluation batches are split over the ranks and the figures merged (:meth:`World.merge`).
@@ -156,28 +156,6 @@ class World:
         """Average gradients only on the last batch of an accumulated step (``no_sync`` before)."""
         return contextlib.nullcontext() if last else ddp.no_sync()
 
-    def share(self, output, batch: dict) -> torch.Tensor:
-        """This rank's share of the global batch's mean loss; the shares of all ranks add up to it.
-
-        A model's loss is a mean over what its labels count (masked tokens for MLM, sentences
-        for NSP and classification). Shards of one global batch hold different numbers of masked
-        tokens, so averaging the ranks' means would weigh a token of a sparsely masked shard
-        more than one of a dense shard. Instead each part of the loss is weighted by this rank's
-        count over the global count (one all-reduce of the counts): the sum over ranks is then
-        exactly the mean one process computes over the whole batch. Models whose loss has
-        several parts with their own counts must return them (``masked_lm_loss`` and
-        ``next_sentence_loss``, as bertlab's ``BertForPreTraining`` does).
-        """
-        parts = _loss_parts(output, batch)
-        counts = torch.stack([count for _, count in parts]).to(self.device, torch.float32)
-        totals = counts.clone()
-        torch.distributed.all_reduce(totals)
-        share = torch.zeros((), device=self.device)
-        for (loss, _), count, total in zip(parts, counts, totals, strict=True):
-            # a shard without a single masked token has a NaN mean: it contributes nothing
-            share = share + torch.where(count > 0, loss.float() * (count / total), 0.0)
-        return share
-
     def sum(self, values: torch.Tensor) -> torch.Tensor:
         """``values`` summed over the ranks (a tensor on this rank's device)."""
         values = values.clone()
@@ -215,28 +193,3 @@ class World:
 
     def barrier(self) -> None:
         torch.distributed.barrier()
-
-
-def _loss_parts(output, batch: dict) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """(mean loss, what it is a mean over) for each part of a model's loss."""
-    mlm = getattr(output, "masked_lm_loss", None)
-    nsp = getattr(output, "next_sentence_loss", None)
-    if mlm is not None or nsp is not None:
-        parts = []
-        if mlm is not None:
-            parts.append((mlm, _count(batch["labels"])))
-        if nsp is not None:
-            parts.append((nsp, _count(batch["next_sentence_label"])))
-        return parts
-    labels = batch.get("labels")
-    if isinstance(labels, torch.Tensor):
-        return [(output.loss, _count(labels))]
-    examples = next(v for v in batch.values() if isinstance(v, torch.Tensor)).shape[0]
-    return [(output.loss, torch.tensor(examples))]
-
-
-def _count(labels: torch.Tensor) -> torch.Tensor:
-    """Labels that count in a mean loss: all but the ignored ones (-100)."""
-    if labels.is_floating_point():  # regression targets: a mean over the examples
-        return torch.tensor(labels.shape[0])
-    return (labels != -100).sum()

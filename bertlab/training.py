@@ -12,9 +12,10 @@ gradients, clips them, follows a warm-up-then-decay learning-rate schedule, eval
 the history as a ``pandas.DataFrame``.
 
 Its step, :meth:`_Run._step`, is the textbook one, in one screen: forward under autocast,
-the loss divided over the accumulated batches, backward, unscale, clip, optimizer step, schedule
-step. The pieces it calls live in their own modules: :mod:`bertlab.batching` (the order of the
-data), :mod:`bertlab.devices` (device and precision), :mod:`bertlab.optimization` (AdamW, the
+each accumulated batch's loss weighted by its share of what the step counts, backward, unscale,
+clip, optimizer step, schedule step. The pieces it calls live in their own modules:
+:mod:`bertlab.batching` (the order of the data), :mod:`bertlab.accumulation` (the weights),
+:mod:`bertlab.devices` (device and precision), :mod:`bertlab.optimization` (AdamW, the
 schedule), :mod:`bertlab.evaluation` and :mod:`bertlab.files` (checkpoints).
 
 Never lose a run. With a ``checkpoint_dir``, a checkpoint holds everything needed to continue
@@ -46,7 +47,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from bertlab import batching, distributed, files, reporting
+from bertlab import accumulation, batching, distributed, files, reporting
 from bertlab.config import TrainConfig, configure
 from bertlab.devices import autocast, resolve_device, resolve_precision
 from bertlab.evaluation import evaluate
@@ -318,25 +319,33 @@ class _Run:
         progress, config = self.progress, self.config
         started = time.perf_counter()
         group = min(config.grad_accum_steps, self.batches_per_epoch - progress.batch_in_epoch)
+        batches = [next(stream) for _ in range(group)]
+        tokens = sum(batching.token_count(batch) for batch in batches)
+        counts = [accumulation.counts(batch) for batch in batches]
+        step_totals = torch.stack(counts).sum(0)
+        if self.world is not None:  # the whole step: every rank's batches
+            step_totals = self.world.sum(step_totals.to(self.device)).cpu()
         loss_sum = torch.zeros((), device=self.device)
-        tokens = 0
-        for index in range(group):
-            batch = next(stream)
-            tokens += batching.token_count(batch)
+        for index, (batch, batch_counts) in enumerate(zip(batches, counts, strict=True)):
             batch = batching.to_device(batch, self.device)
-            if self.world is not None:  # DDP: see _ddp_forward_backward
-                loss_sum += self._ddp_forward_backward(batch, group, last=index == group - 1)
-                continue
-            with autocast(self.device, self.precision):
-                output = self.model(**batching.model_inputs(batch, self.accepted, self.masked_only))
-            _check_loss(output)
-            self.scaler.scale(output.loss / group).backward()
-            loss_sum += output.loss.detach().float()
+            last = index == group - 1
+            with self.world.syncing(self.net, last) if self.world else contextlib.nullcontext():
+                with autocast(self.device, self.precision):
+                    output = self.net(**batching.model_inputs(batch, self.accepted,
+                                                              self.masked_only))
+                _check_loss(output)
+                if group == 1 and self.world is None:  # the whole step in one piece
+                    share = output.loss
+                else:  # see bertlab.accumulation: each piece weighted by what it counts
+                    share = accumulation.share(output, batch, batch_counts, step_totals)
+                # DDP averages the ranks' gradients; the shares must add up, so scale back
+                self.scaler.scale(share * (self.world.size if self.world else 1)).backward()
+            loss_sum += share.detach().float()
         if self.world is not None:  # the global mean loss and the tokens of every rank
             totals = self.world.sum(torch.stack([loss_sum, torch.tensor(tokens, dtype=torch.float32,
                                                                          device=self.device)]))
             loss_sum, tokens = totals[0], int(totals[1])
-        loss = float(loss_sum) / group  # the one host-device sync of a step
+        loss = float(loss_sum)  # the one host-device sync of a step
 
         with _interrupts_deferred():  # from here to the end, all of it or none of it
             if not math.isfinite(loss):
@@ -372,19 +381,6 @@ class _Run:
         self.window["seconds"] += time.perf_counter() - started
         self.bar.update(1)
         return lr
-
-    def _ddp_forward_backward(self, batch: dict, group: int, last: bool) -> torch.Tensor:
-        """One batch under DDP, which averages gradients over the ranks during ``backward``: each
-        rank back-propagates world size x its share of the global batch's mean loss (so the
-        average is the gradient of that mean, see ``World.share``); only the last batch of an
-        accumulated step syncs. Returns the share (the shares of all ranks add up to the loss)."""
-        with self.world.syncing(self.net, last):  # forward and backward both inside
-            with autocast(self.device, self.precision):
-                output = self.net(**batching.model_inputs(batch, self.accepted, self.masked_only))
-            _check_loss(output)
-            share = self.world.share(output, batch)
-            self.scaler.scale(share * self.world.size / group).backward()
-        return share.detach()
 
     def _snapshot_rng(self) -> None:
         if self.run_dir is not None:

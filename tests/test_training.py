@@ -347,3 +347,28 @@ def test_bertlab_train_is_the_function_and_no_module_hides_it():
                             collate_fn=PaddingCollator(pad_token_id=0), max_steps=1, batch_size=4,
                             progress=False)
     assert history["step"].tolist() == [1]
+
+
+def test_accumulated_masked_batches_equal_one_big_batch_in_float64(tokenizer):
+    """Pieces with different numbers of masked tokens: weighted by what they count
+    (bertlab.accumulation), 4 x 2 accumulated takes exactly the step of one batch of 8."""
+    examples = pretraining_examples(8)
+    collator = MLMCollator(tokenizer, seed=0)
+    premasked = collator(examples)  # masks drawn once: both runs see the same labels
+    rows = [{name: premasked[name][i] for name in premasked} for i in range(8)]
+    assert len({int((row["labels"] != -100).sum()) for row in rows}) > 1  # uneven pieces
+
+    def stack(batch_rows):
+        return {name: torch.stack([row[name] for row in batch_rows]) for name in batch_rows[0]}
+
+    weights = []
+    for batch_size, accumulation in ((8, 1), (2, 4)):
+        torch.manual_seed(0)
+        model = BertForPreTraining(tiny(hidden_dropout_prob=0.0,
+                                        attention_probs_dropout_prob=0.0)).double()
+        train(model, rows, collate_fn=stack, max_steps=1, batch_size=batch_size,
+              grad_accum_steps=accumulation, shuffle=False, warmup_steps=0, schedule="constant",
+              lr=1.0, eps=1.0, weight_decay=0.0, max_grad_norm=None, precision="fp32",
+              progress=False)
+        weights.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+    assert (weights[0] - weights[1]).abs().max() < 1e-12
