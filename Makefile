@@ -8,12 +8,13 @@ NBVAL   := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitiz
 # Another CPU, simulated: PyTorch, MKL and oneDNN capped at AVX2 (no AVX-512, no AMX), one thread.
 AVX2    := ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 ONEDNN_MAX_CPU_ISA=AVX2 \
            OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
-# The notebooks whose outputs come from training runs (07 reads 05's model); override to pick.
+# The notebooks whose outputs come from training runs (07 reads 05's model) or timings; override to pick.
 TRAINING_NOTEBOOKS ?= notebooks/05_pretraining.ipynb notebooks/06_sentiment_finetuning.ipynb \
                       notebooks/07_attention_visualisation.ipynb \
                       notebooks/08_named_entities.ipynb \
                       notebooks/09_question_answering.ipynb \
-                      notebooks/10_parameter_efficient_finetuning.ipynb
+                      notebooks/10_parameter_efficient_finetuning.ipynb \
+                      notebooks/11_efficiency_and_scale.ipynb
 
 .PHONY: help setup lab test unit notebooks test-avx2 lint course slides colab
 
