@@ -11,13 +11,15 @@ gradient scaler. On a CPU bf16 is chosen only where it is faster (:func:`cpu_bf1
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import nn
 
 from bertlab.config import PRECISIONS
 
-__all__ = ["autocast", "cpu_bf16_is_faster", "model_device", "parse_device", "resolve_device",
-           "resolve_precision"]
+__all__ = ["autocast", "check_dtypes", "cpu_bf16_is_faster", "explained_mps_gaps", "model_device",
+           "parse_device", "resolve_device", "resolve_precision"]
 
 
 def parse_device(device: str | torch.device) -> torch.device:
@@ -103,3 +105,33 @@ def model_device(model: nn.Module) -> torch.device:
     """Where a model's weights are (the CPU for a model without parameters)."""
     parameter = next(model.parameters(), None)
     return parameter.device if parameter is not None else torch.device("cpu")
+
+
+def check_dtypes(model: nn.Module, device: torch.device) -> None:
+    """Refuse, before moving anything, a float64 model for Apple's MPS, which has no float64."""
+    if device.type != "mps":
+        return
+    doubles = [name for name, t in (*model.named_parameters(), *model.named_buffers())
+               if t.dtype == torch.float64]
+    if doubles:
+        raise TypeError(f"Apple's MPS backend has no float64, and {len(doubles)} tensors of the "
+                        f"model are float64 (e.g. {doubles[0]}); convert it with model.float(), "
+                        "or train on the CPU with device='cpu'")
+
+
+@contextlib.contextmanager
+def explained_mps_gaps(device: torch.device):
+    """On MPS, an operation that has no MPS kernel raises NotImplementedError: add the way out.
+
+    PyTorch can run such operations on the CPU instead, but only when the environment variable
+    is set before torch is imported, so the fix is a restart, which the message says.
+    """
+    try:
+        yield
+    except NotImplementedError as error:
+        if device.type != "mps":
+            raise
+        raise NotImplementedError(
+            f"{error}\nThis operation has no kernel on Apple's MPS backend. Restart Python with "
+            "PYTORCH_ENABLE_MPS_FALLBACK=1 set before torch is imported (such operations then "
+            "run on the CPU), or train with device='cpu'.") from error

@@ -47,7 +47,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from bertlab import accumulation, batching, distributed, files, reporting
+from bertlab import accumulation, batching, devices, distributed, files, reporting
 from bertlab.config import TrainConfig, configure
 from bertlab.devices import autocast, resolve_device, resolve_precision
 from bertlab.evaluation import evaluate
@@ -169,6 +169,7 @@ class _Run:
         warmup = (config.warmup_steps if config.warmup_steps is not None
                   else round(config.warmup_ratio * self.total_steps))
 
+        devices.check_dtypes(model, self.device)
         model.to(self.device)
         model.train()
         self.optimizer = make_optimizer(model, config)
@@ -268,7 +269,8 @@ class _Run:
                                      config.num_workers, self.device.type == "cuda"))
                 while (progress.batch_in_epoch < self.batches_per_epoch
                        and progress.step < self.total_steps and not stopped_early):
-                    lr = self._step(stream)
+                    with devices.explained_mps_gaps(self.device):
+                        lr = self._step(stream)
                     if lr is None:  # a skipped batch (nan_policy="skip")
                         continue
                     eval_due = (self.eval_data is not None and config.eval_every is not None

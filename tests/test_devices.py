@@ -137,3 +137,24 @@ def test_autocast_computes_in_the_resolved_precision(precision, dtype):
         out = layer(torch.ones(2, 4))
     assert out.dtype == dtype
     assert layer.weight.dtype == torch.float32  # the weights themselves stay float32
+
+
+def test_mps_refuses_a_float64_model_before_moving_it():
+    from bertlab.devices import check_dtypes
+
+    model = nn.Linear(2, 2).double()
+    with pytest.raises(TypeError, match="no float64.*model.float"):
+        check_dtypes(model, torch.device("mps"))
+    check_dtypes(model, torch.device("cpu"))  # the CPU has float64
+    check_dtypes(model.float(), torch.device("mps"))
+
+
+def test_a_missing_mps_operation_names_the_fallback():
+    from bertlab.devices import explained_mps_gaps
+
+    with pytest.raises(NotImplementedError, match="PYTORCH_ENABLE_MPS_FALLBACK=1"):
+        with explained_mps_gaps(torch.device("mps")):
+            raise NotImplementedError("aten::something is not implemented for MPS")
+    with pytest.raises(NotImplementedError, match="^elsewhere$"):  # other devices: untouched
+        with explained_mps_gaps(torch.device("cpu")):
+            raise NotImplementedError("elsewhere")
