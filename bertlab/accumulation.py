@@ -45,7 +45,7 @@ def share(output, batch: dict, batch_counts: torch.Tensor, step_totals: torch.Te
     """
     weighted = None
     for loss, kind in _loss_parts(output, batch):
-        count, total = float(batch_counts[kind]), float(step_totals[kind])
+        count, total = float(batch_counts[KINDS.index(kind)]), float(step_totals[KINDS.index(kind)])
         if count == 0:  # a piece without a single masked token has a NaN mean: it adds nothing
             continue
         part = loss.to(torch.promote_types(loss.dtype, torch.float32)) * (count / total)
@@ -55,14 +55,14 @@ def share(output, batch: dict, batch_counts: torch.Tensor, step_totals: torch.Te
     return weighted
 
 
-def _loss_parts(output, batch: dict) -> list[tuple[torch.Tensor, int]]:
-    """(mean loss, index of the kind it is a mean over) for each part of a model's loss."""
+def _loss_parts(output, batch: dict) -> list[tuple[torch.Tensor, str]]:
+    """(mean loss, the kind it is a mean over) for each part of a model's loss."""
     mlm = getattr(output, "masked_lm_loss", None)
     nsp = getattr(output, "next_sentence_loss", None)
     if mlm is not None or nsp is not None:
-        parts = [(mlm, 0)] if mlm is not None else []
-        return parts + ([(nsp, 1)] if nsp is not None else [])
-    return [(output.loss, 0 if isinstance(batch.get("labels"), torch.Tensor) else 2)]
+        parts = [(mlm, "labels")] if mlm is not None else []
+        return parts + ([(nsp, "next_sentence_label")] if nsp is not None else [])
+    return [(output.loss, "labels" if isinstance(batch.get("labels"), torch.Tensor) else "examples")]
 
 
 def _count(labels, examples: int) -> int:

@@ -106,7 +106,7 @@ def peak_memory(step: Callable[[], object], *owners: nn.Module | torch.optim.Opt
     known = []
     for owner in owners:
         if isinstance(owner, nn.Module):
-            known += [t for t in (*owner.parameters(), *owner.buffers())]
+            known += [*owner.parameters(), *owner.buffers()]
             known += [p.grad for p in owner.parameters() if p.grad is not None]
         elif isinstance(owner, torch.optim.Optimizer):
             known += [t for state in owner.state.values() for t in state.values()
