@@ -102,13 +102,15 @@ _TIED_DECODER = {
 
 
 def _masked_positions(
-    sequence_output: Tensor, labels: Tensor | None, masked_only: bool
+    sequence_output: Tensor, labels: Tensor | None, masked_only: bool,
+    positions: Tensor | None = None,
 ) -> tuple[Tensor, Tensor | None]:
     """For ``masked_only``: keep the hidden states (and labels) of the masked positions only.
 
     Only about 15% of the tokens carry an MLM label, and projecting a hidden state onto the
     vocabulary is the most expensive step of pre-training; gathering first skips ~85% of it.
-    The mean loss over the masked tokens is unchanged.
+    The mean loss over the masked tokens is unchanged. ``positions``: the encoder returned the
+    states at these positions only (:func:`_needed_positions`).
     """
     if not masked_only:
         return sequence_output, labels
@@ -117,8 +119,31 @@ def _masked_positions(
             "masked_only=True gathers the positions whose label is not -100, so it needs "
             "labels; pass labels=..., or drop masked_only to score every position."
         )
+    if positions is not None:
+        labels = labels.gather(1, positions)  # slots with no label read -100: dropped below
     is_masked = labels != IGNORE_INDEX
     return sequence_output[is_masked], labels[is_masked]  # (n_masked, hidden), (n_masked,)
+
+
+def _needed_positions(
+    labels: Tensor | None, masked_only: bool, with_cls: bool, every_state: bool
+) -> Tensor | None:
+    """For ``masked_only``: the positions whose final states the heads read, so that the last
+    encoder layer computes only those (see :class:`bertlab.model.BertEncoder`).
+
+    They are the masked tokens, and with ``with_cls`` position 0 (``[CLS]``, for the pooler),
+    shaped (batch, n): each sequence's needed positions first and in order, then positions no
+    head reads, up to the largest count in the batch. ``None`` (every position) without
+    ``masked_only``, or when the caller wants every state back (``every_state``).
+    """
+    if not masked_only or labels is None or every_state:
+        return None
+    needed = labels != IGNORE_INDEX
+    if with_cls:
+        needed[:, 0] = True
+    count = int(needed.sum(dim=1).max())
+    order = needed.to(torch.uint8).sort(dim=1, descending=True, stable=True).indices
+    return order[:, :count]
 
 
 def _mlm_loss(logits: Tensor, labels: Tensor | None) -> Tensor | None:
@@ -163,19 +188,24 @@ class BertForPreTraining(BertPreTrainedModel):
                 hidden states are gathered *before* the transform and vocabulary projection,
                 so ``prediction_logits`` is (n_masked, vocab) in the order of
                 ``labels[labels != -100]``, and the loss is the same as the dense one, for a
-                fraction of the cost. Needs ``labels``.
+                fraction of the cost. Needs ``labels``. The last encoder layer then computes
+                the states of the masked tokens and ``[CLS]`` only (unless hidden states or
+                attentions are requested).
 
         ``loss`` is the sum of the MLM and NSP losses of the labels given (transformers
         returns a loss only when both are given); both parts are returned separately too.
         """
         check_labels(labels, self.config.vocab_size, input_ids, "labels", per_token=True)
         check_labels(next_sentence_label, 2, input_ids, "next_sentence_label", per_token=False)
+        positions = _needed_positions(labels, masked_only, with_cls=True,
+                                      every_state=output_attentions or output_hidden_states)
         out = self.bert(
             input_ids, attention_mask, token_type_ids, position_ids,
             output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+            output_positions=positions,
         )
         sequence_output, mlm_labels = _masked_positions(
-            out.last_hidden_state, labels, masked_only
+            out.last_hidden_state, labels, masked_only, positions
         )
         prediction_logits, seq_relationship_logits = self.cls(sequence_output, out.pooler_output)
 
@@ -225,12 +255,15 @@ class BertForMaskedLM(BertPreTrainedModel):
         :meth:`BertForPreTraining.forward` (``logits`` is (n_masked, vocab) when
         ``masked_only``)."""
         check_labels(labels, self.config.vocab_size, input_ids, "labels", per_token=True)
+        positions = _needed_positions(labels, masked_only, with_cls=False,
+                                      every_state=output_attentions or output_hidden_states)
         out = self.bert(
             input_ids, attention_mask, token_type_ids, position_ids,
             output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+            output_positions=positions,
         )
         sequence_output, mlm_labels = _masked_positions(
-            out.last_hidden_state, labels, masked_only
+            out.last_hidden_state, labels, masked_only, positions
         )
         logits = self.cls(sequence_output)
         return PredictionOutput(

@@ -121,10 +121,13 @@ class BertSelfAttention(nn.Module):
         hidden_states: Tensor,
         attention_mask: Tensor | None = None,
         output_attentions: bool = False,
+        positions: Tensor | None = None,
     ) -> tuple[Tensor, Tensor | None]:
         """Return the mixed values (batch, seq, hidden) and, if requested, the probabilities
-        (batch, heads, seq, seq). ``attention_mask`` is additive, shaped (batch, 1, 1, seq)."""
-        query = self.split_heads(self.query(hidden_states))
+        (batch, heads, seq, seq). ``attention_mask`` is additive, shaped (batch, 1, 1, seq).
+        With ``positions`` (batch, n) only those tokens ask (see :class:`BertEncoder`)."""
+        asking = hidden_states if positions is None else gather_positions(hidden_states, positions)
+        query = self.split_heads(self.query(asking))
         key = self.split_heads(self.key(hidden_states))
         value = self.split_heads(self.value(hidden_states))
 
@@ -179,11 +182,16 @@ class BertAttention(nn.Module):
         self.output = BertSelfOutput(config)
 
     def forward(
-        self, hidden_states: Tensor, attention_mask: Tensor | None, output_attentions: bool
+        self, hidden_states: Tensor, attention_mask: Tensor | None, output_attentions: bool,
+        positions: Tensor | None = None,
     ) -> tuple[Tensor, Tensor | None]:
         sublayer_input = hidden_states if self.output.post_layer_norm else (
             self.output.LayerNorm(hidden_states))  # pre-LN: x + attention(LN(x))
-        context, probs = self.self(sublayer_input, attention_mask, output_attentions)
+        if positions is None:  # (a replaced self-attention may not know `positions`)
+            context, probs = self.self(sublayer_input, attention_mask, output_attentions)
+        else:  # the outputs of those tokens only
+            context, probs = self.self(sublayer_input, attention_mask, output_attentions, positions)
+            hidden_states = gather_positions(hidden_states, positions)
         return self.output(context, hidden_states), probs
 
 
@@ -242,9 +250,11 @@ class BertLayer(nn.Module):
         self.output = BertOutput(config)
 
     def forward(
-        self, hidden_states: Tensor, attention_mask: Tensor | None, output_attentions: bool
+        self, hidden_states: Tensor, attention_mask: Tensor | None, output_attentions: bool,
+        positions: Tensor | None = None,
     ) -> tuple[Tensor, Tensor | None]:
-        attended, probs = self.attention(hidden_states, attention_mask, output_attentions)
+        attended, probs = self.attention(hidden_states, attention_mask, output_attentions,
+                                         positions)
         sublayer_input = attended if self.output.post_layer_norm else (
             self.output.LayerNorm(attended))  # pre-LN: x + feed_forward(LN(x))
         return self.output(self.intermediate(sublayer_input), attended), probs
@@ -262,6 +272,11 @@ class BertEncoder(nn.Module):
     keeps only each layer's input for the backward pass and runs the layer's forward again
     there: the activations inside the layers are not stored, for about one more forward pass of
     compute. The gradients are the same (dropout masks are replayed from the saved RNG state).
+
+    ``output_positions`` (batch, n): the caller reads the final states of those tokens only
+    (sparse MLM: the masked ones and ``[CLS]``). The last layer then asks queries from them
+    alone and runs its feed-forward block on them alone; keys and values still cover every
+    token, so each kept state is exact, and most of the last layer's work is skipped.
     """
 
     def __init__(self, config: BertConfig) -> None:
@@ -278,16 +293,20 @@ class BertEncoder(nn.Module):
         attention_mask: Tensor | None = None,
         output_attentions: bool = False,
         output_hidden_states: bool = False,
+        output_positions: Tensor | None = None,
     ) -> tuple[Tensor, tuple[Tensor, ...] | None, tuple[Tensor, ...] | None]:
         all_hidden = [hidden_states] if output_hidden_states else None
         all_probs = [] if output_attentions else None
         recompute = self.gradient_checkpointing and self.training and torch.is_grad_enabled()
-        for layer in self.layer:
+        for i, layer in enumerate(self.layer):
+            positions = output_positions if i == len(self.layer) - 1 else None
             if recompute:
                 hidden_states, probs = checkpoint(layer, hidden_states, attention_mask,
-                                                  output_attentions, use_reentrant=False)
+                                                  output_attentions, positions,
+                                                  use_reentrant=False)
             else:
-                hidden_states, probs = layer(hidden_states, attention_mask, output_attentions)
+                hidden_states, probs = layer(hidden_states, attention_mask, output_attentions,
+                                             positions)
             if output_hidden_states:
                 all_hidden.append(hidden_states)
             if output_attentions:
@@ -313,6 +332,12 @@ class BertPooler(nn.Module):
 
     def forward(self, hidden_states: Tensor) -> Tensor:
         return self.activation(self.dense(hidden_states[:, 0]))
+
+
+def gather_positions(hidden_states: Tensor, positions: Tensor) -> Tensor:
+    """The states (batch, n, hidden) of the tokens at ``positions`` (batch, n) of each sequence."""
+    index = positions[..., None].expand(-1, -1, hidden_states.shape[-1])
+    return hidden_states.gather(1, index)
 
 
 def additive_attention_mask(attention_mask: Tensor | None, dtype: torch.dtype) -> Tensor | None:
@@ -454,6 +479,7 @@ class BertModel(BertPreTrainedModel):
         *,
         output_attentions: bool = False,
         output_hidden_states: bool = False,
+        output_positions: Tensor | None = None,
     ) -> BertModelOutput:
         """Encode a batch of token ids.
 
@@ -465,13 +491,16 @@ class BertModel(BertPreTrainedModel):
             output_attentions: also return every layer's attention probabilities (this uses
                 the explicit attention path).
             output_hidden_states: also return the embeddings and every layer's output.
+            output_positions: (batch, n) compute the final states at these positions only
+                (:class:`BertEncoder`): ``last_hidden_state`` is (batch, n, hidden), and the
+                pooler reads slot 0 (put position 0 first). Default: every position.
         """
         check_inputs(self.config, input_ids, attention_mask, token_type_ids, position_ids,
                      device=self.embeddings.word_embeddings.weight.device)
         hidden_states = self.embeddings(input_ids, token_type_ids, position_ids)
         mask = additive_attention_mask(attention_mask, hidden_states.dtype)
         hidden_states, all_hidden, all_probs = self.encoder(
-            hidden_states, mask, output_attentions, output_hidden_states
+            hidden_states, mask, output_attentions, output_hidden_states, output_positions
         )
         return BertModelOutput(
             last_hidden_state=hidden_states,

@@ -288,6 +288,67 @@ def test_sparse_mlm_equals_dense(ours_class, config, batch, assert_close):
     assert worst <= ATOL
 
 
+@pytest.mark.parametrize("pre_layer_norm", [False, True], ids=["post-LN", "pre-LN"])
+@pytest.mark.parametrize("checkpointing", [False, True], ids=["", "checkpointing"])
+def test_sparse_last_layer_changes_no_number(config, batch, assert_close, pre_layer_norm,
+                                             checkpointing):
+    """masked_only computes the last layer at the masked tokens and [CLS] only: the NSP logits,
+    both losses and every gradient are those of the full computation (and of transformers)."""
+    config = BertConfig(**{**config.to_dict(), "pre_layer_norm": pre_layer_norm})
+    torch.manual_seed(0)
+    ours = BertForPreTraining(config).eval()
+    with torch.no_grad():
+        for param in ours.parameters():
+            param.add_(torch.randn_like(param), alpha=config.initializer_range)
+    if checkpointing:
+        ours.gradient_checkpointing_enable()
+    labels = dict(labels=batch["mlm_labels"], next_sentence_label=batch["next_sentence_label"])
+    results = {}
+    for masked_only in (False, True):
+        ours.zero_grad()
+        out = ours(**inputs(batch), **labels, masked_only=masked_only)
+        out.loss.backward()
+        results[masked_only] = out, {n: p.grad.clone() for n, p in ours.named_parameters()}
+    (dense, dense_grads), (sparse, sparse_grads) = results[False], results[True]
+    for name in ("seq_relationship_logits", "masked_lm_loss", "next_sentence_loss", "loss"):
+        assert_close(f"sparse vs dense {name}", getattr(sparse, name), getattr(dense, name), ATOL)
+    for name, grad in dense_grads.items():
+        assert_close(f"gradient of {name}", sparse_grads[name], grad, GRAD_ATOL)
+    if not pre_layer_norm:
+        theirs = transformers.BertForPreTraining._from_config(config.to_hf(),
+                                                              attn_implementation="sdpa").eval()
+        theirs.load_state_dict(ours.state_dict())
+        reference = theirs(**inputs(batch), **labels)
+        assert_close("sparse loss vs transformers", sparse.loss, reference.loss, ATOL)
+        assert_close("sparse NSP logits vs transformers", sparse.seq_relationship_logits,
+                     reference.seq_relationship_logits, ATOL)
+
+
+def test_sparse_last_layer_through_lora_and_hooks(config, batch, assert_close):
+    """The sparse last layer asks queries of the kept tokens only, so a hook on a projection
+    sees them, and LoRA's wrapped projections take them: the loss is the dense one there too."""
+    from bertlab.lora import apply_lora
+
+    ours, _ = make_pair(BertForPreTraining, config)
+    labels = batch["mlm_labels"]
+    dense = ours(**inputs(batch), labels=labels).masked_lm_loss
+    seen = []
+    handle = ours.bert.encoder.layer[-1].attention.self.key.register_forward_hook(
+        lambda module, args, output: seen.append(output.shape))
+    hooked = ours(**inputs(batch), labels=labels, masked_only=True).masked_lm_loss
+    handle.remove()
+    assert seen == [(3, 12, config.hidden_size)]  # keys of every token, hook called
+    assert_close("sparse with a hook vs dense", hooked, dense, ATOL)
+    apply_lora(ours, targets=("query", "value"), r=2)
+    with torch.no_grad():  # LoRA starts as the identity change: make it count
+        for name, param in ours.named_parameters():
+            if "lora_B" in name:
+                param.normal_(std=0.3)
+    dense = ours(**inputs(batch), labels=labels).masked_lm_loss
+    sparse = ours(**inputs(batch), labels=labels, masked_only=True).masked_lm_loss
+    assert_close("sparse with LoRA vs dense", sparse, dense, ATOL)
+
+
 # -- files -----------------------------------------------------------------------------------
 
 
