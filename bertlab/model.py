@@ -125,7 +125,8 @@ class BertSelfAttention(nn.Module):
     ) -> tuple[Tensor, Tensor | None]:
         """Return the mixed values (batch, seq, hidden) and, if requested, the probabilities
         (batch, heads, seq, seq). ``attention_mask`` is additive, shaped (batch, 1, 1, seq).
-        With ``positions`` (batch, n) only those tokens ask (see :class:`BertEncoder`)."""
+        With ``positions`` (batch, n) only those tokens ask, as queries over every key, and the
+        values come back for them alone, (batch, n, hidden) (see :class:`BertEncoder`)."""
         asking = hidden_states if positions is None else gather_positions(hidden_states, positions)
         query = self.split_heads(self.query(asking))
         key = self.split_heads(self.key(hidden_states))
