@@ -45,7 +45,8 @@ def share(output, batch: dict, batch_counts: torch.Tensor, step_totals: torch.Te
     """
     weighted = None
     for loss, kind in _loss_parts(output, batch):
-        count, total = float(batch_counts[KINDS.index(kind)]), float(step_totals[KINDS.index(kind)])
+        i = KINDS.index(kind)
+        count, total = float(batch_counts[i]), float(step_totals[i])
         if count == 0:  # a piece without a single masked token has a NaN mean: it adds nothing
             continue
         part = loss.to(torch.promote_types(loss.dtype, torch.float32)) * (count / total)

@@ -143,6 +143,21 @@ def check_span_positions(start: Any, end: Any, input_ids: Tensor) -> None:
                          "check how character spans were mapped to tokens.")
 
 
+def check_output_positions(positions: Any, input_ids: Tensor) -> None:
+    """``output_positions``: token indices shaped (batch, n), each inside its sequence."""
+    if positions is None:
+        return
+    _check_ids_tensor("output_positions", positions)
+    batch, length = input_ids.shape
+    if positions.dim() != 2 or positions.shape[0] != batch or positions.device != input_ids.device:
+        raise ValueError(f"output_positions has shape {tuple(positions.shape)} on "
+                         f"{positions.device}; it needs the token indices to keep of each "
+                         f"sequence, shape ({batch}, n), on {input_ids.device}.")
+    if positions.numel():
+        _check_range("output_positions", positions, length, "tokens per sequence",
+                     "each must index a token of its own sequence")
+
+
 def check_regression_targets(labels: Any, input_ids: Tensor) -> None:
     if not isinstance(labels, Tensor):
         raise TypeError(f"labels must be a torch.Tensor, got {type(labels).__name__}.")

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from bertlab.checks import check_inputs
+from bertlab.checks import check_inputs, check_output_positions
 from bertlab.config import ACTIVATIONS, BertConfig
 from bertlab.files import read_pretrained, write_model
 from bertlab.outputs import BertModelOutput
@@ -498,6 +498,7 @@ class BertModel(BertPreTrainedModel):
         """
         check_inputs(self.config, input_ids, attention_mask, token_type_ids, position_ids,
                      device=self.embeddings.word_embeddings.weight.device)
+        check_output_positions(output_positions, input_ids)
         hidden_states = self.embeddings(input_ids, token_type_ids, position_ids)
         mask = additive_attention_mask(attention_mask, hidden_states.dtype)
         hidden_states, all_hidden, all_probs = self.encoder(

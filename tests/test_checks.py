@@ -213,3 +213,25 @@ def test_check_labels_names_the_argument():
     with pytest.raises(ValueError, match="tags is on meta but input_ids on cpu"):
         check_labels(torch.zeros(2, 4, dtype=torch.long, device="meta"), 3, IDS, "tags",
                      per_token=True)
+
+
+# -- output positions (the states the caller reads; sparse MLM) ------------------------------
+
+
+def test_output_positions_outside_the_sequence(model):
+    with pytest.raises(ValueError, match=r"output_positions holds 4, outside \[0, 4\).*own seq"):
+        model(IDS, output_positions=torch.tensor([[0, 4], [0, 1]]))
+
+
+def test_output_positions_need_one_row_per_sequence(model):
+    with pytest.raises(ValueError, match=r"output_positions has shape \(2,\).*shape \(2, n\)"):
+        model(IDS, output_positions=torch.tensor([0, 1]))
+    with pytest.raises(TypeError, match=r"output_positions must hold integer ids"):
+        model(IDS, output_positions=torch.tensor([[0.0], [1.0]]))
+
+
+def test_output_positions_keep_those_states(model):
+    with torch.no_grad():
+        full = model(IDS).last_hidden_state
+        kept = model(IDS, output_positions=torch.tensor([[0, 2], [1, 0]])).last_hidden_state
+    torch.testing.assert_close(kept, torch.stack([full[0, [0, 2]], full[1, [1, 0]]]))
