@@ -6,6 +6,7 @@ The package, in the order the course meets it (one concept per module):
 ``config``                  every knob: ``BertConfig`` (the model), ``TrainConfig`` (a run)
 ``model``                   the network: embeddings, attention, layer, encoder, pooler, BertModel
 ``heads``                   the task heads: pretraining (MLM + NSP), masked LM, classification, spans
+``positions``               the sparse last layer: the rows of the tokens a head reads, their dropout
 ``outputs``                 what the models return (``.loss``, logits, attentions)
 ``checks``                  input checks: a clear error instead of a deep IndexError
 ``files``                   every file on disk: model folders, checkpoints, the atomic write

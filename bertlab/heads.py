@@ -279,7 +279,13 @@ class BertForMaskedLM(BertPreTrainedModel):
 
 class BertForSequenceClassification(BertPreTrainedModel):
     """BERT with a linear classifier on the pooled ``[CLS]`` vector: one prediction per
-    sequence (sentiment, entailment, ...). ``num_labels == 1`` makes it a regression."""
+    sequence (sentiment, entailment, ...). ``num_labels == 1`` makes it a regression.
+
+    Since only ``[CLS]``'s final state is read, the last encoder layer computes that one
+    (:class:`bertlab.model.BertEncoder`): the same logits, loss and gradients, and the same
+    random draws in training, for a fraction of that layer's work. Asking for hidden states or
+    attentions runs every position.
+    """
 
     def __init__(self, config: BertConfig) -> None:
         super().__init__(config)
@@ -306,9 +312,11 @@ class BertForSequenceClassification(BertPreTrainedModel):
         regression = self.num_labels == 1
         if not regression:
             check_labels(labels, self.num_labels, input_ids, "labels", per_token=False)
-        out = self.bert(
+        every_state = output_attentions or output_hidden_states
+        out = self.bert(  # the head reads [CLS] alone: so does the last layer's computation
             input_ids, attention_mask, token_type_ids, position_ids,
             output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+            output_positions=None if every_state else input_ids.new_zeros(len(input_ids), 1),
         )
         logits = self.classifier(self.dropout(out.pooler_output))
 

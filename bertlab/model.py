@@ -40,6 +40,7 @@ from bertlab.checks import check_inputs, check_output_positions
 from bertlab.config import ACTIVATIONS, BertConfig
 from bertlab.files import read_pretrained, write_model
 from bertlab.outputs import BertModelOutput
+from bertlab.positions import dropout_rows, gather_positions
 
 __all__ = ["BertEmbeddings", "BertEncoder", "BertLayer", "BertModel", "BertPooler",
            "BertPreTrainedModel", "BertSelfAttention", "additive_attention_mask"]
@@ -132,8 +133,10 @@ class BertSelfAttention(nn.Module):
         key = self.split_heads(self.key(hidden_states))
         value = self.split_heads(self.value(hidden_states))
 
-        if output_attentions:
-            context, probs = self.explicit_attention(query, key, value, attention_mask)
+        dropping = self.training and self.dropout.p > 0
+        if output_attentions or (positions is not None and dropping):
+            # (the fused kernel would draw dropout for the asking rows only: see dropout_rows)
+            context, probs = self.explicit_attention(query, key, value, attention_mask, positions)
         else:
             context = F.scaled_dot_product_attention(
                 query, key, value, attn_mask=attention_mask,
@@ -145,15 +148,18 @@ class BertSelfAttention(nn.Module):
         return context.transpose(1, 2).reshape(batch, seq, heads * head_size), probs
 
     def explicit_attention(
-        self, query: Tensor, key: Tensor, value: Tensor, attention_mask: Tensor | None
+        self, query: Tensor, key: Tensor, value: Tensor, attention_mask: Tensor | None,
+        positions: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         """``softmax(Q Kᵀ / √d + mask) V``, step by step. Returns the context and the
-        probabilities (before attention dropout, which only acts in training)."""
+        probabilities (before attention dropout, which only acts in training). ``positions``:
+        the queries are those tokens' only (their dropout mask is the full matrix's rows)."""
         scores = query @ key.transpose(-1, -2) / math.sqrt(self.attention_head_size)
         if attention_mask is not None:
             scores = scores + attention_mask  # padding keys -> -huge -> probability 0
         probs = scores.softmax(dim=-1)  # each query's weights over the keys sum to 1
-        return self.dropout(probs) @ value, probs
+        dropped = dropout_rows(self.dropout, probs, positions, key.shape[-2], dim=2)
+        return dropped @ value, probs
 
 
 class BertSelfOutput(nn.Module):
@@ -169,8 +175,10 @@ class BertSelfOutput(nn.Module):
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
         self.post_layer_norm = not config.pre_layer_norm
 
-    def forward(self, hidden_states: Tensor, input_tensor: Tensor) -> Tensor:
-        summed = self.dropout(self.dense(hidden_states)) + input_tensor
+    def forward(self, hidden_states: Tensor, input_tensor: Tensor, positions: Tensor | None = None,
+                seq_len: int | None = None) -> Tensor:  # positions: see dropout_rows
+        dropped = dropout_rows(self.dropout, self.dense(hidden_states), positions, seq_len)
+        summed = dropped + input_tensor
         return self.LayerNorm(summed) if self.post_layer_norm else summed
 
 
@@ -188,12 +196,17 @@ class BertAttention(nn.Module):
     ) -> tuple[Tensor, Tensor | None]:
         sublayer_input = hidden_states if self.output.post_layer_norm else (
             self.output.LayerNorm(hidden_states))  # pre-LN: x + attention(LN(x))
-        if positions is None:  # (a replaced self-attention may not know `positions`)
+        if positions is None:
             context, probs = self.self(sublayer_input, attention_mask, output_attentions)
-        else:  # the outputs of those tokens only
+            return self.output(context, hidden_states), probs
+        seq_len = hidden_states.shape[1]
+        if isinstance(self.self, BertSelfAttention):  # the outputs of those tokens only
             context, probs = self.self(sublayer_input, attention_mask, output_attentions, positions)
-            hidden_states = gather_positions(hidden_states, positions)
-        return self.output(context, hidden_states), probs
+        else:  # a replaced self-attention may not know `positions`: keep its rows afterwards
+            context, probs = self.self(sublayer_input, attention_mask, output_attentions)
+            context = gather_positions(context, positions)
+        hidden_states = gather_positions(hidden_states, positions)
+        return self.output(context, hidden_states, positions, seq_len), probs
 
 
 # ---------------------------------------------------------------------------------------------
@@ -234,8 +247,10 @@ class BertOutput(nn.Module):
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
         self.post_layer_norm = not config.pre_layer_norm
 
-    def forward(self, hidden_states: Tensor, input_tensor: Tensor) -> Tensor:
-        summed = self.dropout(self.dense(hidden_states)) + input_tensor
+    def forward(self, hidden_states: Tensor, input_tensor: Tensor, positions: Tensor | None = None,
+                seq_len: int | None = None) -> Tensor:  # positions: see dropout_rows
+        dropped = dropout_rows(self.dropout, self.dense(hidden_states), positions, seq_len)
+        summed = dropped + input_tensor
         return self.LayerNorm(summed) if self.post_layer_norm else summed
 
 
@@ -258,7 +273,8 @@ class BertLayer(nn.Module):
                                          positions)
         sublayer_input = attended if self.output.post_layer_norm else (
             self.output.LayerNorm(attended))  # pre-LN: x + feed_forward(LN(x))
-        return self.output(self.intermediate(sublayer_input), attended), probs
+        return self.output(self.intermediate(sublayer_input), attended, positions,
+                           hidden_states.shape[1]), probs
 
 
 # ---------------------------------------------------------------------------------------------
@@ -275,9 +291,11 @@ class BertEncoder(nn.Module):
     compute. The gradients are the same (dropout masks are replayed from the saved RNG state).
 
     ``output_positions`` (batch, n): the caller reads the final states of those tokens only
-    (sparse MLM: the masked ones and ``[CLS]``). The last layer then asks queries from them
-    alone and runs its feed-forward block on them alone; keys and values still cover every
-    token, so each kept state is exact, and most of the last layer's work is skipped.
+    (sparse MLM: the masked ones and ``[CLS]``; a sentence classifier: ``[CLS]``). The last
+    layer then asks queries from them alone and runs its feed-forward block on them alone; keys
+    and values still cover every token, so each kept state is exact, and most of the last
+    layer's work is skipped. Its dropout masks are the rows of the full ones
+    (:func:`dropout_rows`), so training draws the same random numbers as the dense path.
     """
 
     def __init__(self, config: BertConfig) -> None:
@@ -333,12 +351,6 @@ class BertPooler(nn.Module):
 
     def forward(self, hidden_states: Tensor) -> Tensor:
         return self.activation(self.dense(hidden_states[:, 0]))
-
-
-def gather_positions(hidden_states: Tensor, positions: Tensor) -> Tensor:
-    """The states (batch, n, hidden) of the tokens at ``positions`` (batch, n) of each sequence."""
-    index = positions[..., None].expand(-1, -1, hidden_states.shape[-1])
-    return hidden_states.gather(1, index)
 
 
 def additive_attention_mask(attention_mask: Tensor | None, dtype: torch.dtype) -> Tensor | None:

@@ -349,6 +349,83 @@ def test_sparse_last_layer_through_lora_and_hooks(config, batch, assert_close):
     assert_close("sparse with LoRA vs dense", sparse, dense, ATOL)
 
 
+@pytest.mark.parametrize("pre_layer_norm", [False, True], ids=["post-LN", "pre-LN"])
+@pytest.mark.parametrize("checkpointing", [False, True], ids=["", "checkpointing"])
+def test_classifier_computes_cls_alone_with_the_same_random_draws(config, batch, assert_close,
+                                                                  pre_layer_norm, checkpointing):
+    """A sentence classifier reads [CLS] only, so its last layer computes [CLS] only. Training
+    with dropout: the loss, logits and gradients are the dense path's (every state asked for),
+    and the generator ends where the dense path leaves it, so the next batch's masks agree."""
+    config = BertConfig(**{**config.to_dict(), "pre_layer_norm": pre_layer_norm,
+                           "hidden_dropout_prob": 0.2, "attention_probs_dropout_prob": 0.2})
+    torch.manual_seed(0)
+    ours = BertForSequenceClassification(config).train()
+    if checkpointing:
+        ours.gradient_checkpointing_enable()
+    seen = []
+    ours.bert.encoder.layer[-1].output.dense.register_forward_hook(
+        lambda module, args, output: seen.append(output.shape[1]))
+    results = {}
+    for dense in (True, False):
+        ours.zero_grad()
+        torch.manual_seed(1)
+        out = ours(**inputs(batch), labels=batch["class_labels"], output_hidden_states=dense)
+        out.loss.backward()
+        results[dense] = (out, {n: p.grad.clone() for n, p in ours.named_parameters()},
+                          torch.rand(8))
+    (dense, dense_grads, dense_next), (sparse, sparse_grads, sparse_next) = results.values()
+    assert seen[-1] == 1  # the sparse pass: one row per sequence through the feed-forward block
+    assert seen[0] == batch["input_ids"].shape[1]
+    assert_close("sparse vs dense classifier loss", sparse.loss, dense.loss, ATOL)
+    assert_close("sparse vs dense classifier logits", sparse.logits, dense.logits, ATOL)
+    for name, grad in dense_grads.items():
+        assert_close(f"gradient of {name}", sparse_grads[name], grad, GRAD_ATOL)
+    assert torch.equal(sparse_next, dense_next), "the sparse path drew other random numbers"
+
+
+def test_dropout_rows_are_rows_of_the_full_mask():
+    """dropout_rows draws the mask nn.Dropout would draw for the whole tensor, bit for bit,
+    and keeps the rows asked for (along dim 1 for states, dim 2 for attention)."""
+    from bertlab.positions import dropout_rows
+
+    dropout = torch.nn.Dropout(0.3).train()
+    full = torch.randn(2, 3, 6, 5)
+    positions = torch.tensor([[0, 4], [0, 2]])
+    torch.manual_seed(7)
+    expected = dropout(full)
+    torch.manual_seed(7)
+    rows = full.gather(2, positions[:, None, :, None].expand(2, 3, 2, 5))
+    got = dropout_rows(dropout, rows, positions, 6, dim=2)
+    assert torch.equal(got, expected.gather(2, positions[:, None, :, None].expand(2, 3, 2, 5)))
+    states = torch.randn(2, 6, 4)
+    torch.manual_seed(7)
+    expected = dropout(states)
+    torch.manual_seed(7)
+    got = dropout_rows(dropout, states.gather(1, positions[..., None].expand(2, 2, 4)), positions, 6)
+    assert torch.equal(got, expected.gather(1, positions[..., None].expand(2, 2, 4)))
+    assert torch.equal(dropout_rows(dropout.eval(), rows, positions, 6, dim=2), rows)
+
+
+def test_replaced_self_attention_still_works_with_cls_alone(config, batch, assert_close):
+    """A self-attention put in by hand that does not take ``positions`` (notebook 10's prefix
+    tuning) runs over every token; the layer keeps [CLS]'s row: the dense logits."""
+
+    class Wrapped(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, hidden_states, attention_mask=None, output_attentions=False):
+            return self.inner(hidden_states, attention_mask, output_attentions)
+
+    ours, _ = make_pair(BertForSequenceClassification, config)
+    expected = ours(**inputs(batch), output_hidden_states=True).logits
+    for block in ours.bert.encoder.layer:
+        block.attention.self = Wrapped(block.attention.self)
+    assert_close("replaced self-attention, [CLS] alone vs dense",
+                 ours(**inputs(batch)).logits, expected, ATOL)
+
+
 # -- files -----------------------------------------------------------------------------------
 
 
