@@ -26,9 +26,9 @@ def dropout_rows(dropout: nn.Dropout, x: Tensor, positions: Tensor | None, seq_l
     The mask is drawn for the whole tensor, exactly as ``nn.Dropout`` draws it, and the kept
     rows read theirs: the sparse layer then drops the same units as the dense one, and every
     random draw after it (the next batch's masks, the classifier's) stays the same too. So a
-    fine-tuning run takes the same steps either way, up to rounding. (So on a CPU: CUDA's
-    fused dropout kernel draws its masks another way, and there the two paths differ as two
-    seeds would.)
+    fine-tuning run takes the same steps either way, up to rounding. That holds on a CPU;
+    CUDA's fused dropout kernel draws its masks another way, so on a GPU the two paths differ
+    as two seeds would.
     """
     if positions is None or not dropout.training or dropout.p == 0:
         return dropout(x)
